@@ -109,13 +109,14 @@ def clip_to_window(
     shape: Shape,
     window: tuple[int, int, int, int],
     keep_polygon: bool = True,
+    simplify_tolerance: float = 0.0,
 ) -> Clipped | None:
     """Clip a shape to the window (x, y, width, height) and shift it to window coordinates.
 
     Returns None when nothing of the shape lies inside the window. `visible_fraction` is the clipped
     area over the full area of the shape. The polygon is the exterior ring of the clipped outline (the
     largest part when clipping splits it, holes dropped); a shape that lies wholly inside keeps its
-    vertices in the source's order.
+    vertices in the source's order. `simplify_tolerance` (px) thins the stored ring, not the box.
     """
     x, y, width, height = window
     full_area = shape.geometry.area
@@ -135,10 +136,12 @@ def clip_to_window(
 
     polygon = None
     if keep_polygon:
-        if fraction == 1.0 and shape.ring is not None:
+        if clipped is shape.geometry and shape.ring is not None:
             ring = shape.ring
         else:
             outline = largest_polygon(clipped)
+            if simplify_tolerance > 0:
+                outline = outline.simplify(simplify_tolerance, preserve_topology=True)
             ring = list(outline.exterior.coords)[:-1]
         polygon = [c for px, py in ring for c in (px - x, py - y)]
     return Clipped(bbox=bbox, polygon=polygon, visible_fraction=fraction)

@@ -1,0 +1,34 @@
+# Set-up and everyday commands. Each target creates .venv and installs the project when needed.
+PYTHON ?= python3
+VENV ?= .venv
+SAMPLES ?= ../shared/samples
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	@test -d "$(SAMPLES)/dota" || { echo "error: no samples in $(SAMPLES); run 'make demo SAMPLES=/path/to/folder' with dota/, dior/ and isaid/ inside"; exit 2; }
+	SAMPLES="$(abspath $(SAMPLES))" $(BIN)/mgrs build pipelines/demo.yaml --out $(DEMO_OUT) --overwrite --workers 2
+	$(BIN)/mgrs validate $(DEMO_OUT)
+	$(BIN)/mgrs stats $(DEMO_OUT)
+	$(BIN)/mgrs preview $(DEMO_OUT) --out $(DEMO_OUT)/preview.png --count 12
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

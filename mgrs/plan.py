@@ -1,0 +1,174 @@
+"""The planning pass of a build: find every scene, fix its tiles, ids and split, and deal rows to shards.
+
+Planning reads image headers only. It fixes the full list of record ids before any pixel is decoded,
+so shard names (`-of-NNNNN`) are known up front, and the same inputs give the same shards whatever the
+number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mgrs.geometry import tile_windows
+from mgrs.imaging import ImageReadError, read_size
+from mgrs.recipe import BuildConfig
+from mgrs.report import Tally
+from mgrs.sources.base import IMAGE, SceneRef, Skip, Source, get_source
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_SPLIT = "validation"
+
+
+@dataclass
+class PlannedScene:
+    """One raw image and the records it becomes: one per window."""
+
+    source_index: int
+    ref: SceneRef
+    width: int
+    height: int
+    windows: list[tuple[int, int, int, int]]
+    image_ids: list[str]
+    split: str
+    file_size: int
+
+
+@dataclass
+class ShardPlan:
+    """One output shard: its file name and the record ids it holds, in order."""
+
+    split: str
+    index: int
+    count: int
+    image_ids: list[str]
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.split, self.index, self.count)
+
+
+@dataclass
+class Plan:
+    scenes: list[PlannedScene] = field(default_factory=list)
+    shards: list[ShardPlan] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    estimated_bytes: int = 0
+
+    def fingerprint(self, config_fingerprint: str) -> str:
+        """Return a hash of the planned ids and the settings, which identifies a build for resuming."""
+        digest = hashlib.sha256(config_fingerprint.encode())
+        for shard in self.shards:
+            digest.update(shard.name.encode())
+            digest.update("\n".join(shard.image_ids).encode())
+        return digest.hexdigest()[:16]
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """Return the shard path relative to the dataset folder, in the layout the Hub reads."""
+    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def record_id(source: str, native_id: str, window: tuple[int, int, int, int] | None) -> str:
+    """Return the stable id of a record: source, native id and, for tiles, the window."""
+    if window is None:
+        return f"{source}/{native_id}"
+    x, y, width, height = window
+    return f"{source}/{native_id}/x{x:05d}_y{y:05d}_w{width:05d}_h{height:05d}"
+
+
+def make_plan(config: BuildConfig) -> Plan:
+    """Scan every source, read image sizes, and assign records to shards."""
+    plan = Plan()
+    scenes: list[PlannedScene] = []
+    seen_ids: set[str] = set()
+
+    for source_index, spec in enumerate(config.sources):
+        source = get_source(spec.format, spec.version)
+        root = Path(spec.path)
+        for item in source.scan(root):
+            if isinstance(item, Skip):
+                plan.tally.skip(item)
+                continue
+            scene = _plan_scene(source, source_index, item, config, plan.tally)
+            if scene is None:
+                continue
+            if scene.image_ids[0] in seen_ids:
+                plan.tally.skip(Skip("duplicate_image_id", item.image, f"id {scene.image_ids[0]} is already used", IMAGE))
+                continue
+            seen_ids.add(scene.image_ids[0])
+            scenes.append(scene)
+
+    scenes.sort(key=lambda s: s.image_ids[0])
+    if config.limit is not None:
+        scenes = scenes[: config.limit]
+    plan.scenes = scenes
+    plan.estimated_bytes = sum(s.file_size for s in scenes)
+    plan.shards = _deal_shards(scenes, config)
+    return plan
+
+
+def _plan_scene(
+    source: Source, source_index: int, ref: SceneRef, config: BuildConfig, tally: Tally
+) -> PlannedScene | None:
+    try:
+        width, height = read_size(ref.image_path, config.images.max_pixels)
+    except ImageReadError as error:
+        tally.skip(Skip(error.reason, ref.image, str(error), IMAGE))
+        return None
+
+    windows = tile_windows(width, height, config.tiling.size, config.tiling.overlap)
+    tiled = len(windows) > 1 or windows[0] != (0, 0, width, height)
+    ids = [record_id(ref.source, ref.native_id, window if tiled else None) for window in windows]
+    split = _holdout_split(ref, config)
+    return PlannedScene(
+        source_index=source_index,
+        ref=ref,
+        width=width,
+        height=height,
+        windows=windows,
+        image_ids=ids,
+        split=split,
+        file_size=ref.image_path.stat().st_size,
+    )
+
+
+def _holdout_split(ref: SceneRef, config: BuildConfig) -> str:
+    fraction = config.splits.holdout_fraction
+    if fraction <= 0:
+        return ref.split
+    # Patches cut from one scene share the scene's name, so they land in the same split.
+    scene = ref.meta.get("patch_of", {}).get("scene", ref.native_id)
+    key = f"{config.splits.holdout_seed}/{ref.source}/{scene}".encode()
+    draw = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return HOLDOUT_SPLIT if draw < fraction else ref.split
+
+
+def _deal_shards(scenes: list[PlannedScene], config: BuildConfig) -> list[ShardPlan]:
+    ids_by_split: dict[str, list[str]] = {}
+    bytes_by_split: dict[str, int] = {}
+    for scene in scenes:
+        ids_by_split.setdefault(scene.split, []).extend(scene.image_ids)
+        bytes_by_split[scene.split] = bytes_by_split.get(scene.split, 0) + scene.file_size
+
+    shards: list[ShardPlan] = []
+    for split in sorted(ids_by_split):
+        ids = sorted(ids_by_split[split])
+        count = _shard_count(len(ids), bytes_by_split[split], config)
+        bounds = [round(i * len(ids) / count) for i in range(count + 1)]
+        for index in range(count):
+            shards.append(ShardPlan(split, index, count, ids[bounds[index] : bounds[index + 1]]))
+    return shards
+
+
+def _shard_count(rows: int, estimated_bytes: int, config: BuildConfig) -> int:
+    output = config.output
+    if output.num_shards is not None:
+        return max(1, min(output.num_shards, rows))
+    if output.rows_per_shard is not None:
+        return max(1, math.ceil(rows / output.rows_per_shard))
+    return max(1, math.ceil(estimated_bytes / output.target_shard_bytes))

@@ -1,0 +1,233 @@
+"""Build recipes: typed configuration of a build, loaded from YAML and command-line options.
+
+A recipe names its sources and the build settings:
+
+    name: mgrs-demo
+    sources:
+      - {format: dota, version: "1.0", path: "${SAMPLES}/dota"}
+      - {format: dior-r, path: "${SAMPLES}/dior"}
+    tiling: {size: 800, overlap: 200, min_visible_fraction: 0.7}
+    categories: {granularity: fine, unknown: other}
+    output: {rows_per_shard: 1000}
+
+Paths are relative to the `root` given when loading (the `--root` option, default the current
+directory), and environment variables such as `${SAMPLES}` are expanded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mgrs.imaging import DEFAULT_MAX_PIXELS
+from mgrs.taxonomy import GRANULARITIES
+
+
+class RecipeError(ValueError):
+    """A recipe or option that breaks a rule; the message names the option, the value and the fix."""
+
+
+@dataclass
+class SourceSpec:
+    """One source of a build: a format, an optional version and the folder it was unpacked to."""
+
+    format: str
+    path: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        """Parse `FORMAT[@VERSION]:PATH`, as given to `--source`."""
+        match = re.fullmatch(r"([A-Za-z0-9_\-]+)(?:@([A-Za-z0-9_.\-]+))?:(.+)", text)
+        if match is None:
+            raise RecipeError(f"--source {text!r} is not FORMAT[@VERSION]:PATH; write for example dota@1.0:/data/DOTA")
+        return cls(format=match.group(1), version=match.group(2), path=match.group(3))
+
+
+@dataclass
+class TilingConfig:
+    """How scenes larger than `size` are cut into overlapping tiles."""
+
+    size: int = 800
+    overlap: int = 200
+    # A region is kept in a tile when at least this share of its area is visible there.
+    min_visible_fraction: float = 0.7
+
+
+@dataclass
+class CategoryConfig:
+    """Taxonomy level and what happens to labels the taxonomy does not know."""
+
+    granularity: str = "fine"
+    # `other` maps unknown labels to the `other` category; `skip` drops them. Both are counted.
+    unknown: str = "other"
+    taxonomy: str | None = None
+
+
+@dataclass
+class GeometryConfig:
+    # `repair` fixes self-intersecting outlines; `drop` skips them with reason `invalid_polygon`.
+    invalid_polygons: str = "repair"
+    # Instances from masks with this many pixels or fewer are skipped (the iSAID devkit drops them too).
+    min_mask_area: int = 10
+
+
+@dataclass
+class ImageConfig:
+    # `auto` keeps PNG for lossless sources and JPEG for JPEG sources; `png` or `jpeg` forces one.
+    encoding: str = "auto"
+    jpeg_quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class OutputConfig:
+    rows_per_shard: int | None = None
+    num_shards: int | None = None
+    # Bytes of a shard when neither rows_per_shard nor num_shards is set (about 500 MB, as `datasets` writes).
+    target_shard_bytes: int = 500_000_000
+    # Bytes of a row group; the Hub's dataset viewer rejects row groups above about 300 MB.
+    target_row_group_bytes: int = 100_000_000
+
+
+@dataclass
+class SplitConfig:
+    # Share of scenes moved to a `validation` split; all tiles of a scene stay in one split.
+    holdout_fraction: float = 0.0
+    holdout_seed: int = 0
+
+
+@dataclass
+class CaptionerConfig:
+    kind: str = "template"
+
+
+@dataclass
+class BuildConfig:
+    """Everything a build needs besides the output folder."""
+
+    name: str = "mgrs"
+    sources: list[SourceSpec] = field(default_factory=list)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    categories: CategoryConfig = field(default_factory=CategoryConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    images: ImageConfig = field(default_factory=ImageConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    skip_empty: bool = False
+    limit: int | None = None
+    max_skip_rate: float | None = None
+
+    def validate(self) -> None:
+        """Check every rule once; raises RecipeError naming the option, the value and the fix."""
+        if not self.sources:
+            raise RecipeError("no sources: give a recipe with `sources:` or at least one --source FORMAT:PATH")
+        if self.tiling.size <= 0:
+            raise RecipeError(f"tiling.size is {self.tiling.size}; use a positive number of pixels such as 800")
+        if not 0 <= self.tiling.overlap < self.tiling.size:
+            raise RecipeError(
+                f"tiling.overlap is {self.tiling.overlap}; it must be at least 0 and below tiling.size ({self.tiling.size})"
+            )
+        if not 0 < self.tiling.min_visible_fraction <= 1:
+            raise RecipeError(
+                f"tiling.min_visible_fraction is {self.tiling.min_visible_fraction}; use a share in (0, 1] such as 0.7"
+            )
+        if self.categories.granularity not in GRANULARITIES:
+            raise RecipeError(f"categories.granularity is {self.categories.granularity!r}; use fine or coarse")
+        if self.categories.unknown not in ("other", "skip"):
+            raise RecipeError(f"categories.unknown is {self.categories.unknown!r}; use other or skip")
+        if self.geometry.invalid_polygons not in ("repair", "drop"):
+            raise RecipeError(f"geometry.invalid_polygons is {self.geometry.invalid_polygons!r}; use repair or drop")
+        if self.images.encoding not in ("auto", "png", "jpeg"):
+            raise RecipeError(f"images.encoding is {self.images.encoding!r}; use auto, png or jpeg")
+        if self.output.rows_per_shard is not None and self.output.num_shards is not None:
+            raise RecipeError("output.rows_per_shard and output.num_shards are both set; set only one")
+        for name in ("rows_per_shard", "num_shards"):
+            value = getattr(self.output, name)
+            if value is not None and value <= 0:
+                raise RecipeError(f"output.{name} is {value}; use a positive number")
+        if not 0 <= self.splits.holdout_fraction < 1:
+            raise RecipeError(f"splits.holdout_fraction is {self.splits.holdout_fraction}; use a share in [0, 1)")
+        if self.captioner.kind != "template":
+            raise RecipeError(f"captioner.kind is {self.captioner.kind!r}; the only captioner available is template")
+        if self.max_skip_rate is not None and not 0 <= self.max_skip_rate <= 1:
+            raise RecipeError(f"max_skip_rate is {self.max_skip_rate}; use a share in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Return a hash of every setting that changes the output, for resuming and provenance."""
+        settings = self.to_dict()
+        settings.pop("max_skip_rate")
+        text = json.dumps(settings, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_recipe(path: str | Path | None, root: str | Path | None = None) -> BuildConfig:
+    """Load a recipe file into a BuildConfig; with no path, return the defaults."""
+    if path is None:
+        return BuildConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise RecipeError(f"cannot read recipe {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path} must be a YAML mapping with keys such as sources and tiling")
+    return config_from_dict(data, root=Path(root) if root is not None else Path.cwd(), origin=str(path))
+
+
+def config_from_dict(data: dict[str, Any], root: Path, origin: str = "recipe") -> BuildConfig:
+    config = BuildConfig()
+    known = {f.name for f in dataclasses.fields(BuildConfig)}
+    for key, value in data.items():
+        if key not in known:
+            raise RecipeError(f"{origin}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
+        if key == "sources":
+            config.sources = [_source_from_dict(entry, root, origin) for entry in value or []]
+        elif dataclasses.is_dataclass(getattr(config, key)):
+            setattr(config, key, _section(type(getattr(config, key)), value or {}, f"{origin}: {key}"))
+        else:
+            setattr(config, key, value)
+    return config
+
+
+def resolve_path(text: str, root: Path) -> str:
+    """Expand environment variables and make a path absolute against `root`."""
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    if "$" in expanded:
+        raise RecipeError(f"path {text!r} uses an environment variable that is not set; export it or give the path")
+    path = Path(expanded)
+    return str(path if path.is_absolute() else (root / path))
+
+
+def _source_from_dict(entry: Any, root: Path, origin: str) -> SourceSpec:
+    if isinstance(entry, str):
+        spec = SourceSpec.parse(entry)
+    elif isinstance(entry, dict) and "format" in entry and "path" in entry:
+        version = entry.get("version")
+        spec = SourceSpec(format=str(entry["format"]), path=str(entry["path"]), version=None if version is None else str(version))
+    else:
+        raise RecipeError(f"{origin}: source entry {entry!r} needs `format` and `path`")
+    spec.path = resolve_path(spec.path, root)
+    return spec
+
+
+def _section(cls: type, values: dict[str, Any], origin: str) -> Any:
+    if not isinstance(values, dict):
+        raise RecipeError(f"{origin} must be a mapping, got {values!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise RecipeError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; known keys: {', '.join(sorted(names))}")
+    return cls(**values)
