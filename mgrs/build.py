@@ -241,6 +241,8 @@ def _report(config: BuildConfig, plan: Plan, tally: Tally, shards: list[dict], f
             "records": sum(len(s.image_ids) for s in plan.scenes),
             "shards": len(plan.shards),
             "estimated_source_bytes": plan.estimated_bytes,
+            # Inputs skipped while pairing files, before any scene was converted.
+            "skipped": {unit: dict(sorted(c.items())) for unit, c in sorted(plan.tally.skipped.items())},
         },
         "library_versions": library_versions(),
         "shards": shards,

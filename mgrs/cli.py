@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -110,7 +111,7 @@ def validate(path: Path = typer.Argument(..., help="Dataset folder (the one that
     problems = validate_dataset(path)
     if problems:
         for problem in problems:
-            error_console.print(f"[red]problem[/red] {problem}", markup=True, highlight=False)
+            error_console.print(f"[red]problem[/red] {escape(str(problem))}", markup=True, highlight=False)
         error_console.print(f"{len(problems)} problems found in {path}.")
         raise typer.Exit(1)
     console.print(f"{path}: valid.")
@@ -202,5 +203,5 @@ def _print_skips(report: dict) -> None:
 
 
 def _fail(message: str) -> None:
-    error_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    error_console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(2)

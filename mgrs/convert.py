@@ -180,6 +180,7 @@ class SceneConverter:
     def _account_unplaced(self, objects: list[_Object], file: str, tiled: bool, tally: Tally) -> None:
         for obj in objects:
             if obj.placed:
+                tally.annotations_placed += 1
                 continue
             where = f"{obj.source.where} ({obj.source.label})"
             if obj.best_fraction == 0.0:

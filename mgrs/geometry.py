@@ -50,7 +50,8 @@ def make_shape(points: list[tuple[float, float]], repair: bool = True) -> Shape:
         raise InvalidGeometry("invalid_coordinates", f"non-finite coordinate in {points}")
 
     polygon = Polygon(points)
-    if polygon.area <= MIN_AREA:
+    # The two lobes of a bow-tie cancel in the signed area, so the hull tells a zero-area outline apart.
+    if polygon.convex_hull.area <= MIN_AREA or (polygon.is_valid and polygon.area <= MIN_AREA):
         raise InvalidGeometry("degenerate_polygon", f"zero-area outline {points}")
     if polygon.is_valid:
         return Shape(polygon, repaired=False, ring=list(points))
@@ -149,11 +150,11 @@ def clip_to_window(
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Return tile offsets along one axis; the last tile is shifted inward to end at the edge."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap} must be at least 0 and smaller than the tile size {tile}")
     if size <= tile:
         return [0]
     stride = tile - overlap
-    if stride <= 0:
-        raise ValueError(f"tile overlap {overlap} must be smaller than the tile size {tile}")
     starts = list(range(0, size - tile, stride))
     starts.append(size - tile)
     return starts
@@ -165,8 +166,6 @@ def tile_windows(width: int, height: int, tile: int, overlap: int) -> list[tuple
     An image no larger than `tile` in either dimension gives one window over the whole image; a
     dimension smaller than the tile keeps its full size, so windows are never padded.
     """
-    if width <= tile and height <= tile:
-        return [(0, 0, width, height)]
     tile_width = min(tile, width)
     tile_height = min(tile, height)
     return [

@@ -171,4 +171,5 @@ def _shard_count(rows: int, estimated_bytes: int, config: BuildConfig) -> int:
         return max(1, min(output.num_shards, rows))
     if output.rows_per_shard is not None:
         return max(1, math.ceil(rows / output.rows_per_shard))
-    return max(1, math.ceil(estimated_bytes / output.target_shard_bytes))
+    # A shard holds at least one row, however large the images are.
+    return max(1, min(rows, math.ceil(estimated_bytes / output.target_shard_bytes)))

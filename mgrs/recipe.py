@@ -215,6 +215,9 @@ def _source_from_dict(entry: Any, root: Path, origin: str) -> SourceSpec:
     if isinstance(entry, str):
         spec = SourceSpec.parse(entry)
     elif isinstance(entry, dict) and "format" in entry and "path" in entry:
+        unknown = set(entry) - {"format", "path", "version"}
+        if unknown:
+            raise RecipeError(f"{origin}: source entry has unknown key(s) {', '.join(sorted(map(str, unknown)))}; known keys: format, path, version")
         version = entry.get("version")
         spec = SourceSpec(format=str(entry["format"]), path=str(entry["path"]), version=None if version is None else str(version))
     else:

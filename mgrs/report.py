@@ -18,6 +18,8 @@ class Tally:
 
     images_read: int = 0
     annotations_read: int = 0
+    # Annotations that became at least one region; the others are in `skipped`.
+    annotations_placed: int = 0
     records: Counter = field(default_factory=Counter)
     regions: int = 0
     regions_by_source: Counter = field(default_factory=Counter)
@@ -41,6 +43,7 @@ class Tally:
     def add(self, other: Tally) -> None:
         self.images_read += other.images_read
         self.annotations_read += other.annotations_read
+        self.annotations_placed += other.annotations_placed
         self.records.update(other.records)
         self.regions += other.regions
         self.regions_by_source.update(other.regions_by_source)
@@ -66,6 +69,7 @@ class Tally:
         return {
             "images_read": self.images_read,
             "annotations_read": self.annotations_read,
+            "annotations_placed": self.annotations_placed,
             "records": dict(sorted(self.records.items())),
             "regions": self.regions,
             "records_by_source": dict(sorted(self.records_by_source.items())),
@@ -80,6 +84,7 @@ class Tally:
         tally = cls()
         tally.images_read = int(data.get("images_read", 0))
         tally.annotations_read = int(data.get("annotations_read", 0))
+        tally.annotations_placed = int(data.get("annotations_placed", 0))
         tally.records = Counter(data.get("records", {}))
         tally.regions = int(data.get("regions", 0))
         tally.records_by_source = Counter(data.get("records_by_source", {}))

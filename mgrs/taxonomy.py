@@ -74,6 +74,8 @@ class Taxonomy:
             )
             if category.id in seen_ids:
                 raise TaxonomyError(f"{path}: category id {category.id} is used twice; give each category its own id")
+            if any(c.name == category.name for c in categories):
+                raise TaxonomyError(f"{path}: category name {category.name!r} is used twice; give each category its own name")
             if category.level not in GRANULARITIES:
                 raise TaxonomyError(f"{path}: category {category.name!r} has level {category.level!r}; use fine or coarse")
             seen_ids.add(category.id)
@@ -87,10 +89,16 @@ class Taxonomy:
                     )
                 aliases[key] = category.name
 
-        names = {c.name for c in categories}
+        # `at_level` writes a fine category as its parent, so the parent must be a coarse category.
+        levels = {c.name: c.level for c in categories}
         for category in categories:
-            if category.level == FINE and category.parent not in names:
+            if category.level == FINE and category.parent not in levels:
                 raise TaxonomyError(f"{path}: fine category {category.name!r} has unknown parent {category.parent!r}")
+            if category.level == FINE and levels[category.parent] != COARSE:
+                raise TaxonomyError(
+                    f"{path}: fine category {category.name!r} has parent {category.parent!r}, which is not coarse; "
+                    "name a coarse category as parent"
+                )
         return cls(categories, aliases, path)
 
     def lookup(self, label: str) -> Category | None:
