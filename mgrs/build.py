@@ -1,8 +1,8 @@
 """The build: plan, convert scenes in worker processes, write shards in order, then the card and report.
 
-Shards are written in plan order as soon as every scene that feeds them is converted, so memory holds
+Shards are written in plan order as soon as every scene that feeds them is converted, so memory keeps
 about one shard of rows. Results come back in scene order (`Pool.imap`), so the output does not depend on
-the number of workers. A folder that already holds the same plan resumes: finished shards (those with a
+the number of workers. A folder that already contains the same plan resumes: finished shards (those with a
 stats file) are kept and their scenes are not converted again.
 """
 
@@ -34,7 +34,7 @@ PLAN_FILE = "plan.json"
 
 
 class BuildError(RuntimeError):
-    """A build that cannot go on; the message says why and what to do."""
+    """A build that cannot continue. The message states the cause and the fix."""
 
 
 @dataclass
@@ -60,7 +60,7 @@ def build(
     """Build a dataset folder from the configured sources.
 
     `progress(event, n)` is called with ("total", number of scenes) once and ("advance", 1) per scene.
-    Raises BuildError when nothing could be read, when `out` holds another build and `overwrite` is
+    Raises BuildError when nothing could be read, when `out` contains another build and `overwrite` is
     off, or when more than `max_skip_rate` of the images were skipped (after writing the report).
     """
     config.validate()
@@ -195,15 +195,15 @@ def _make_converter(config: BuildConfig, taxonomy) -> SceneConverter:
 
 def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
     plan_file = state_dir(out) / PLAN_FILE
-    holds_files = out.exists() and any(out.iterdir())
-    if holds_files:
+    has_files = out.exists() and any(out.iterdir())
+    if has_files:
         previous = None
         if plan_file.is_file():
             previous = json.loads(plan_file.read_text(encoding="utf-8")).get("fingerprint")
         if previous != fingerprint:
             if not overwrite:
                 raise BuildError(
-                    f"{out} already holds other files or another build; pass --overwrite to replace it, "
+                    f"{out} already contains other files or another build; pass --overwrite to replace it, "
                     "or choose an empty --out folder"
                 )
             logger.warning("replacing the build in %s", out)

@@ -40,7 +40,7 @@ class PlannedScene:
 
 @dataclass
 class ShardPlan:
-    """One output shard: its file name and the record ids it holds, in order."""
+    """One output shard: its file name and the record ids it contains, in order."""
 
     split: str
     index: int
@@ -171,5 +171,5 @@ def _shard_count(rows: int, estimated_bytes: int, config: BuildConfig) -> int:
         return max(1, min(output.num_shards, rows))
     if output.rows_per_shard is not None:
         return max(1, math.ceil(rows / output.rows_per_shard))
-    # A shard holds at least one row, however large the images are.
+    # A shard contains at least one row, however large the images are.
     return max(1, min(rows, math.ceil(estimated_bytes / output.target_shard_bytes)))
