@@ -20,7 +20,7 @@ from mgrs import __version__
 from mgrs.card import write_card
 from mgrs.captions import make_captioner
 from mgrs.convert import SceneConverter, SceneResult
-from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan
+from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan, make_sources
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
 from mgrs.shards import read_stats, state_dir, write_json_atomic, write_shard, write_stats
@@ -189,8 +189,7 @@ def _convert_safely(converter: SceneConverter, scene: PlannedScene) -> SceneResu
 
 
 def _make_converter(config: BuildConfig, taxonomy) -> SceneConverter:
-    sources = [get_source(spec.format, spec.version) for spec in config.sources]
-    return SceneConverter(config, sources, taxonomy, make_captioner(config.captioner))
+    return SceneConverter(config, make_sources(config), taxonomy, make_captioner(config.captioner))
 
 
 def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:

@@ -50,7 +50,7 @@ def make_shape(points: list[tuple[float, float]], repair: bool = True) -> Shape:
         raise InvalidGeometry("invalid_coordinates", f"non-finite coordinate in {points}")
 
     polygon = Polygon(points)
-    # The two lobes of a bow-tie cancel in the signed area, so the hull tells a zero-area outline apart.
+    # The two lobes of a bow-tie cancel in the signed area, so zero area is tested on the convex hull.
     if polygon.convex_hull.area <= MIN_AREA or (polygon.is_valid and polygon.area <= MIN_AREA):
         raise InvalidGeometry("degenerate_polygon", f"zero-area outline {points}")
     if polygon.is_valid:

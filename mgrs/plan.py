@@ -81,14 +81,24 @@ def record_id(source: str, native_id: str, window: tuple[int, int, int, int] | N
     return f"{source}/{native_id}/x{x:05d}_y{y:05d}_w{width:05d}_h{height:05d}"
 
 
+def make_sources(config: BuildConfig) -> list[Source]:
+    """Return one adapter per configured source, with the recipe's adapter options applied."""
+    sources = []
+    for spec in config.sources:
+        source = get_source(spec.format, spec.version)
+        if hasattr(source, "min_instance_area"):
+            source.min_instance_area = config.geometry.min_mask_area
+        sources.append(source)
+    return sources
+
+
 def make_plan(config: BuildConfig) -> Plan:
     """Scan every source, read image sizes, and assign records to shards."""
     plan = Plan()
     scenes: list[PlannedScene] = []
     seen_ids: set[str] = set()
 
-    for source_index, spec in enumerate(config.sources):
-        source = get_source(spec.format, spec.version)
+    for source_index, (spec, source) in enumerate(zip(config.sources, make_sources(config))):
         root = Path(spec.path)
         for item in source.scan(root):
             if isinstance(item, Skip):

@@ -258,3 +258,12 @@ def test_build_holdout_keeps_scene_tiles_together(samples, tmp_path):
     for row in read_rows(tmp_path / "out"):
         splits.setdefault(row["source_image"], set()).add(row["split"])
     assert all(len(s) == 1 for s in splits.values())
+
+
+def test_build_min_mask_area_applies(samples, tmp_path):
+    config = BuildConfig(sources=[SourceSpec("isaid", str(samples / "isaid"))], tiling=TilingConfig(size=2000, overlap=200))
+    config.geometry.min_mask_area = 500
+    result = build(config, tmp_path / "out")
+
+    assert result.report["skipped"]["annotation"]["tiny_instance"] > 0
+    assert all((r["bbox"][2] - r["bbox"][0]) * (r["bbox"][3] - r["bbox"][1]) > 500 for row in read_rows(tmp_path / "out") for r in row["regions"])

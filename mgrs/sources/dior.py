@@ -15,7 +15,7 @@ folder of the same name. Images and XML files are paired by stem. An image witho
 scene without annotation files (the test labels are not distributed everywhere), and an XML without
 an image is skipped as `missing_image`.
 
-Splits: when `ImageSets/Main/` holds `train.txt`, `val.txt`, `trainval.txt` or `test.txt` (one image
+Splits: when `ImageSets/Main/` contains `train.txt`, `val.txt`, `trainval.txt` or `test.txt` (one image
 id per line), an image takes the first of train, val, trainval, test whose list names it. An image
 that no list names, or any image when there are no lists, takes the split of its folder:
 `JPEGImages-trainval` gives "trainval", `JPEGImages-test` gives "test", and any other folder "train".

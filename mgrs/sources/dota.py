@@ -89,8 +89,8 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".webp", ".jpg", ".jpeg")
 DIFFICULT_VALUES = {"0": 0, "1": 1, "2": 2}
 NULL_VALUES = {"", "null", "none", "nan"}
 
-# A DOTA devkit name carries a resize factor where MMRotate and ultralytics write the patch size;
-# a value with a decimal point or below this bound is read as a factor.
+# DOTA devkit names carry a resize factor where MMRotate and ultralytics names carry the patch size.
+# A middle value with a decimal point or below this bound is read as a factor.
 MAX_PATCH_SCALE = 16
 
 # {scene}__{scale or patch size}__{x}___{y}: DOTA devkit (`P0004__1__0___0`), MMRotate, ultralytics.
@@ -103,8 +103,8 @@ def parse_patch_name(name: str) -> dict | None:
     """Return the scene and offset encoded in a patch name, or None for a name of no split tool.
 
     The result always has `scene`, `x`, `y` (pixels) and `scheme`. DOTA devkit names add `scale`, the
-    factor the scene was resized by before splitting (x and y are pixels of the resized scene);
-    MMRotate names add `size`, the patch size; iSAID names add `width` and `height`.
+    factor by which the scene was resized before splitting, and their x and y are pixels of the
+    resized scene. MMRotate names add `size`, the patch size. iSAID names add `width` and `height`.
     """
     match = DOTA_PATCH_NAME.match(name)
     if match is not None:
@@ -123,8 +123,9 @@ def parse_patch_name(name: str) -> dict | None:
 
 
 def find_split_folders(root: Path, markers: tuple[str, ...], format_name: str) -> list[tuple[str, Path]]:
-    """Return (split, folder) pairs: `root` itself as "train" when it contains one of `markers`,
-    else each sub-folder that does, named after the folder, sorted by name.
+    """Return (split, folder) pairs, `root` itself as "train" when it contains one of `markers`.
+
+    Otherwise each sub-folder that contains one is a split named after the folder, sorted by name.
 
     Raises FileNotFoundError when `root` is missing or neither it nor a sub-folder has the layout.
     """
@@ -139,10 +140,10 @@ def find_split_folders(root: Path, markers: tuple[str, ...], format_name: str) -
         if folder.is_dir() and not folder.name.startswith(".") and any((folder / marker).is_dir() for marker in markers)
     ]
     if not splits:
-        wanted = " or ".join(f"{marker}/" for marker in markers)
+        expected = " or ".join(f"{marker}/" for marker in markers)
         raise FileNotFoundError(
-            f"{format_name} source folder {root} contains no {wanted}, and no split folder (train/, val/, ...) "
-            f"contains one; pass the folder that contains {wanted}"
+            f"{format_name} source folder {root} contains no {expected}, and no split folder (train/, val/, ...) "
+            f"contains one; pass the folder that contains {expected}"
         )
     return splits
 

@@ -20,14 +20,13 @@ Black is background in both masks. The object's `geometry` is the union of its p
 split into several parts (an occluded bridge, say) stays one object with a MultiPolygon.
 
 Skips, per object unless noted:
-- `tiny_instance`: area at most `min_instance_area` pixels (10 by default, the limit the iSAID
-  devkit uses when it builds its COCO files).
+- `tiny_instance`: area at most `min_instance_area` pixels (10 by default, a constructor option).
 - `unknown_class_colour`: instance pixels whose class colour is not in `CLASS_COLOURS`.
 - `instance_without_class`: instance pixels whose class colour is black.
 - `class_without_instance`: class pixels whose instance colour is black, counted per class colour.
 - `missing_mask`, `mask_size_mismatch`, `unreadable_annotation` (unit "image"): one mask is absent,
   the masks differ in size from each other or from the image, or a mask cannot be decoded. The
-  scene then has no objects, and the skip tells the build why.
+  scene then has no objects, and the skip records the reason.
 
 Classes, as spelled by the devkit's label table (`CLASS_COLOURS`), with casing and underscores that
 differ from DOTA's: ship, storage_tank, baseball_diamond, tennis_court, basketball_court,

@@ -14,10 +14,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# Real excerpts of the public datasets, beside the project as ../shared/samples; tests that need them
-# skip when the folder is absent.
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
-
 PNG_COMPRESS_LEVEL = 6
 JPEG_QUALITY = 90
 
