@@ -83,7 +83,14 @@ def render_card(config: BuildConfig, report: dict[str, Any], taxonomy: Taxonomy)
     lines += ["", "## Sources", ""]
     for spec in config.sources:
         source = get_source(spec.format, spec.version)
-        lines += [f"### {source.name}", "", f"- Homepage: {source.homepage}", f"- Licence: {source.license}", "", "```bibtex", source.citation.strip(), "```", ""]
+        lines += [
+            f"### {source.name}",
+            "",
+            f"- Homepage: {source.homepage}",
+            f"- Licence: {source.license}",
+            f"- Citation: {source.citation.strip()}",
+            "",
+        ]
 
     lines += [
         "## Build",

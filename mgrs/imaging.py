@@ -82,7 +82,8 @@ def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
             rgb, low, high = _stretch_to_8bit(np.asarray(image))
             facts["stretch"] = {"from_mode": original_mode, "percentiles": list(STRETCH_PERCENTILES), "low": low, "high": high}
         else:
-            if image.mode in ("RGBA", "LA", "PA"):
+            # Palette and grayscale PNGs can mark a transparent colour in `info` in place of an alpha band.
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 facts["dropped_alpha"] = True
             rgb = image.convert("RGB")
 

@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,7 @@ def config_from_dict(data: dict[str, Any], root: Path, origin: str = "recipe") -
         elif dataclasses.is_dataclass(getattr(config, key)):
             setattr(config, key, _section(type(getattr(config, key)), value or {}, f"{origin}: {key}"))
         else:
+            _check_type(f"{origin}: {key}", value, typing.get_type_hints(BuildConfig)[key])
             setattr(config, key, value)
     return config
 
@@ -233,4 +236,23 @@ def _section(cls: type, values: dict[str, Any], origin: str) -> Any:
     unknown = set(values) - names
     if unknown:
         raise RecipeError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; known keys: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        _check_type(f"{origin}.{name}", value, hints[name])
     return cls(**values)
+
+
+def _check_type(option: str, value: Any, hint: Any) -> None:
+    """Raise RecipeError when a recipe value does not have the type its setting declares."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return
+    for kind in allowed:
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind in (str, bool) and isinstance(value, kind):
+            return
+    names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
+    raise RecipeError(f"{option} is {value!r} ({type(value).__name__}); write a value of type {names}")
