@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import datasets
@@ -267,3 +268,32 @@ def test_build_min_mask_area_applies(samples, tmp_path):
 
     assert result.report["skipped"]["annotation"]["tiny_instance"] > 0
     assert all((r["bbox"][2] - r["bbox"][0]) * (r["bbox"][3] - r["bbox"][1]) > 500 for row in read_rows(tmp_path / "out") for r in row["regions"])
+
+
+def test_build_interrupted_then_resumed(samples, tmp_path, monkeypatch):
+    import mgrs.build
+
+    config = BuildConfig(sources=[SourceSpec("dota", str(samples / "dota"), "1.0")])
+    config.output.rows_per_shard = 2
+    reference = tmp_path / "reference"
+    build(config, reference)
+
+    real_write = mgrs.build.write_shard
+    calls = []
+
+    def write_then_stop(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(mgrs.build, "write_shard", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, out)
+    monkeypatch.setattr(mgrs.build, "write_shard", real_write)
+    resumed = build(config, out)
+
+    assert resumed.shards_kept == [calls[0]]
+    assert shard_digests(out) == shard_digests(reference)
+    assert resumed.report["regions"] == json.loads((reference / "build-report.json").read_text())["regions"]
