@@ -1,0 +1,69 @@
+"""The `farslip` command: `farslip train` and `farslip export`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Fine-tune open_clip CLIP models on MGRS shards with the FarSLIP objectives.", no_args_is_help=True)
+
+logger = logging.getLogger(__name__)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log INFO (DEBUG with --verbose) on rank 0 and warnings only on the other ranks."""
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(
+        level=level if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="YAML recipe, e.g. configs/stage2.yaml."),
+    data: Optional[str] = typer.Option(None, "--data", help="Shard folder or hf://datasets/OWNER/NAME; sets data.path."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for checkpoints and logs; sets train.out_dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in the output folder."),
+    overrides: list[str] = typer.Option([], "--set", help="Override one option as key.path=value, e.g. --set optim.lr=1e-5 (repeatable)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log DEBUG messages."),
+) -> None:
+    """Train a model from a recipe; also runs under `torchrun --nproc_per_node=N`."""
+    configure_logging(verbose)
+    from farslip.config import ConfigError, load_config
+    from farslip.train import train as run_training
+
+    extra = list(overrides)
+    if data is not None:
+        extra.append(f"data.path={data}")
+    if out is not None:
+        extra.append(f"train.out_dir={out}")
+    try:
+        cfg = load_config(config, extra)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from error
+    run_training(cfg, resume=resume)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., exists=True, help="Checkpoint folder (with model.safetensors) or weights file."),
+    out: Path = typer.Option(..., "--out", help="Output .safetensors file for open_clip."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log DEBUG messages."),
+) -> None:
+    """Write weights that open_clip.create_model_and_transforms(NAME, pretrained=FILE) loads."""
+    configure_logging(verbose)
+    from farslip.export import export_checkpoint
+
+    name = export_checkpoint(checkpoint, out)
+    typer.echo(f"wrote {out}; load it with open_clip.create_model_and_transforms({name!r}, pretrained={str(out)!r})")
+
+
+if __name__ == "__main__":
+    app()
