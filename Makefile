@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 SAMPLES ?= ../shared/samples
 DEMO_OUT ?= demo-out
+DEMO_RUN ?= demo-run
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,6 +24,9 @@ demo: install
 	$(BIN)/mgrs validate $(DEMO_OUT)
 	$(BIN)/mgrs stats $(DEMO_OUT)
 	$(BIN)/mgrs preview $(DEMO_OUT) --out $(DEMO_OUT)/preview.png --count 12
+	rm -rf $(DEMO_RUN)
+	$(BIN)/farslip train --config configs/tiny.yaml --data $(DEMO_OUT) --out $(DEMO_RUN)
+	$(BIN)/farslip export $(DEMO_RUN)/checkpoints/latest --out $(DEMO_RUN)/farslip-tiny.safetensors
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
@@ -31,4 +35,4 @@ test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 clean-demo:
-	rm -rf $(DEMO_OUT)
+	rm -rf $(DEMO_OUT) $(DEMO_RUN)

@@ -23,6 +23,10 @@ def configure_logging(verbose: bool) -> None:
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    if not verbose:
+        # open_clip logs its model-loading steps through the root logger at INFO.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: record.name != "root" or record.levelno >= logging.WARNING)
 
 
 @app.command()
@@ -53,16 +57,28 @@ def train(
 
 @app.command()
 def export(
-    checkpoint: Path = typer.Argument(..., exists=True, help="Checkpoint folder (with model.safetensors) or weights file."),
+    checkpoint: Path = typer.Argument(..., exists=True, help="Run output folder, checkpoint folder (with model.safetensors) or weights file."),
     out: Path = typer.Option(..., "--out", help="Output .safetensors file for open_clip."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log DEBUG messages."),
 ) -> None:
     """Write weights that open_clip.create_model_and_transforms(NAME, pretrained=FILE) loads."""
     configure_logging(verbose)
+    from farslip.checkpoint import LATEST_FILE, latest_checkpoint
     from farslip.export import export_checkpoint
 
+    # A run folder, its checkpoints folder or the `latest` pointer all mean the newest checkpoint.
+    if checkpoint.name == LATEST_FILE and checkpoint.is_file():
+        checkpoint = checkpoint.parent.parent
+    if checkpoint.is_dir() and not (checkpoint / "model.safetensors").is_file():
+        found = latest_checkpoint(checkpoint.parent if checkpoint.name == "checkpoints" else checkpoint)
+        if found is None:
+            typer.echo(f"error: no checkpoint found in {checkpoint}; pass a run folder or a step-NNNNNNNN folder", err=True)
+            raise typer.Exit(2)
+        checkpoint = found
     name = export_checkpoint(checkpoint, out)
-    typer.echo(f"wrote {out}; load it with open_clip.create_model_and_transforms({name!r}, pretrained={str(out)!r})")
+    config_file = out.parent / f"{name}.json"
+    register = f"open_clip.add_model_config({str(config_file)!r}), then " if config_file.is_file() else ""
+    typer.echo(f"wrote {out}; load it with {register}open_clip.create_model_and_transforms({name!r}, pretrained={str(out)!r})")
 
 
 if __name__ == "__main__":
