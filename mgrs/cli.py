@@ -205,3 +205,12 @@ def _print_skips(report: dict) -> None:
 def _fail(message: str) -> None:
     error_console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(2)
+
+
+def _register_extra_commands() -> None:
+    from mgrs.commands import register_all
+
+    register_all(app)
+
+
+_register_extra_commands()
