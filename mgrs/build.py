@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +21,18 @@ from mgrs import __version__
 from mgrs.card import write_card
 from mgrs.captions import make_captioner
 from mgrs.convert import SceneConverter, SceneResult
-from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan, make_sources
+from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan, make_sources, shard_name
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
-from mgrs.shards import read_stats, state_dir, write_json_atomic, write_shard, write_stats
+from mgrs.shards import read_stats, state_dir, stats_path, write_json_atomic, write_shard, write_stats
 from mgrs.sources.base import IMAGE, Skip, get_source
 from mgrs.taxonomy import load_taxonomy
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "build-report.json"
+# Skip reasons of files that are not images, left out of the skip rate.
+NOT_IMAGE_REASONS = {"unsupported_file"}
 PLAN_FILE = "plan.json"
 
 
@@ -66,7 +69,7 @@ def build(
     config.validate()
     out = Path(out)
     taxonomy = load_taxonomy(config.categories.taxonomy)
-    plan = make_plan(config)
+    plan = make_plan(config, workers=workers)
     logger.info(
         "planned %d scenes into %d records in %d shards (about %.1f MB of source images)",
         len(plan.scenes),
@@ -78,6 +81,7 @@ def build(
         return BuildResult(out, plan, _report(config, plan, plan.tally, [], ""))
     if not plan.scenes:
         raise BuildError(_nothing_read_message(config, plan))
+    _check_skip_rate(config, len(plan.scenes), plan.tally, "while planning")
 
     fingerprint = plan.fingerprint(config.fingerprint())
     _prepare_folder(out, fingerprint, overwrite)
@@ -90,16 +94,19 @@ def build(
 
     tally = Tally()
     tally.add(plan.tally)
-    shard_stats = []
+    all_stats = []
     for shard in plan.shards:
         stats = read_stats(out, shard.name)
         tally.add(Tally.from_dict(stats["tally"]))
-        shard_stats.append({key: stats[key] for key in ("file", "rows", "regions", "bytes", "sha256")})
+        all_stats.append((shard, stats))
+    shard_stats = _drop_empty_shards(out, all_stats)
 
     report = _report(config, plan, tally, shard_stats, fingerprint)
     write_json_atomic(out / REPORT_FILE, report)
     write_card(out, config, report, taxonomy)
-    _check_skip_rate(config, tally)
+    if not shard_stats:
+        raise BuildError(f"no records were written: every record was skipped; see the skip reasons in {out / REPORT_FILE}")
+    _check_skip_rate(config, tally.images_read, tally, "in the build")
     return BuildResult(out, plan, report, shards_written=written, shards_kept=sorted(done))
 
 
@@ -199,7 +206,7 @@ def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
         previous = None
         if plan_file.is_file():
             previous = json.loads(plan_file.read_text(encoding="utf-8")).get("fingerprint")
-        if previous != fingerprint:
+        if previous != fingerprint or overwrite:
             if not overwrite:
                 raise BuildError(
                     f"{out} already contains other files or another build; pass --overwrite to replace it, "
@@ -213,6 +220,37 @@ def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
 
     state_dir(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(plan_file, {"fingerprint": fingerprint, "tool": f"mgrs {__version__}"})
+
+
+def _drop_empty_shards(out: Path, all_stats: list[tuple[ShardPlan, dict]]) -> list[dict]:
+    """Delete shards without rows and renumber the rest of their split; return the final shard stats.
+
+    Only `--skip-empty` leaves a planned shard without rows. `datasets` cannot read a Parquet file
+    without row groups, so such a shard is removed and the other shards of its split get new names.
+    A later run of the same build writes the planned names again, then renumbers them the same way.
+    """
+    keys = ("file", "rows", "regions", "bytes", "sha256")
+    by_split: dict[str, list[tuple[ShardPlan, dict]]] = {}
+    for shard, stats in all_stats:
+        by_split.setdefault(shard.split, []).append((shard, stats))
+
+    final = []
+    for split, entries in by_split.items():
+        kept = [(shard, stats) for shard, stats in entries if stats["rows"] > 0]
+        if len(kept) == len(entries):
+            final.extend({key: stats[key] for key in keys} for _, stats in entries)
+            continue
+        for shard, stats in entries:
+            if stats["rows"] == 0:
+                logger.warning("removing %s: every record of it was skipped", shard.name)
+                (out / shard.name).unlink(missing_ok=True)
+                stats_path(out, shard.name).unlink(missing_ok=True)
+        for index, (shard, stats) in enumerate(kept):
+            name = shard_name(split, index, len(kept))
+            os.replace(out / shard.name, out / name)
+            stats_path(out, shard.name).unlink(missing_ok=True)
+            final.append({**{key: stats[key] for key in keys}, "file": name})
+    return sorted(final, key=lambda stats: stats["file"])
 
 
 def _remove_stale_shards(out: Path, plan: Plan) -> None:
@@ -243,6 +281,8 @@ def _report(config: BuildConfig, plan: Plan, tally: Tally, shards: list[dict], f
             # Inputs skipped while pairing files, before any scene was converted.
             "skipped": {unit: dict(sorted(c.items())) for unit, c in sorted(plan.tally.skipped.items())},
         },
+        # Removed duplicate scenes with the copies they matched, and near copies of another size kept.
+        "dedup": plan.dedup,
         "library_versions": library_versions(),
         "shards": shards,
     }
@@ -256,14 +296,21 @@ def _public_settings(config: BuildConfig) -> dict[str, Any]:
     return settings
 
 
-def _check_skip_rate(config: BuildConfig, tally: Tally) -> None:
-    if config.max_skip_rate is None or tally.images_read + tally.images_skipped == 0:
+def _check_skip_rate(config: BuildConfig, images_used: int, tally: Tally, when: str) -> None:
+    """Raise BuildError when the share of skipped images is above `max_skip_rate`.
+
+    Files that are not images at all (`unsupported_file`) do not count.
+    """
+    if config.max_skip_rate is None:
         return
-    rate = tally.images_skipped / (tally.images_read + tally.images_skipped)
+    skipped = sum(count for reason, count in tally.skipped.get(IMAGE, {}).items() if reason not in NOT_IMAGE_REASONS)
+    if images_used + skipped == 0:
+        return
+    rate = skipped / (images_used + skipped)
     if rate > config.max_skip_rate:
         raise BuildError(
-            f"{rate:.1%} of the images were skipped, above max_skip_rate {config.max_skip_rate:.1%}; "
-            f"see the skip reasons in {REPORT_FILE}"
+            f"{rate:.1%} of the images were skipped {when}, above max_skip_rate {config.max_skip_rate:.1%}; "
+            + (f"see the skip reasons in {REPORT_FILE}" if when != "while planning" else "run with --dry-run to list the skip reasons")
         )
 
 

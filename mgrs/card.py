@@ -75,6 +75,15 @@ def render_card(config: BuildConfig, report: dict[str, Any], taxonomy: Taxonomy)
     for source, count in report["records_by_source"].items():
         lines.append(f"| {source} | {count} | {report['regions_by_source'].get(source, 0)} |")
 
+    dedup = report.get("dedup") or {}
+    if dedup.get("removed") or dedup.get("kept_other_size"):
+        lines += [
+            "",
+            f"Duplicate scenes removed: {len(dedup.get('removed', []))} (their regions were merged into the copies kept); "
+            f"near copies of another size kept: {len(dedup.get('kept_other_size', []))}. "
+            "`build-report.json` lists each with the copy it matched.",
+        ]
+
     skipped = [(unit, reason, count) for unit, counts in report["skipped"].items() for reason, count in counts.items()]
     if skipped:
         lines += ["", "Inputs skipped (see `build-report.json` for example files):", "", "| unit | reason | count |", "|---|---|---|"]

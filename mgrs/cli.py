@@ -104,7 +104,7 @@ def build(
 
 
 @app.command()
-def validate(path: Path = typer.Argument(..., help="Dataset folder (the one that contains data/).")) -> None:
+def validate(path: str = typer.Argument(..., help="Dataset folder (the one that contains data/), or hf://datasets/OWNER/NAME[@REV][/SUBSET].")) -> None:
     """Check a dataset folder: schema, ids, boxes, captions and row counts. Exits 1 when problems are found."""
     from mgrs.validate import validate_dataset
 
@@ -119,7 +119,7 @@ def validate(path: Path = typer.Argument(..., help="Dataset folder (the one that
 
 @app.command()
 def stats(
-    path: Path = typer.Argument(..., help="Dataset folder."),
+    path: str = typer.Argument(..., help="Dataset folder, or hf://datasets/OWNER/NAME[@REV][/SUBSET]."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
     """Print statistics of a dataset folder, computed with DuckDB over its shards."""
@@ -138,7 +138,7 @@ def stats(
 
 @app.command()
 def preview(
-    path: Path = typer.Argument(..., help="Dataset folder."),
+    path: str = typer.Argument(..., help="Dataset folder, or hf://datasets/OWNER/NAME[@REV][/SUBSET]."),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
     count: int = typer.Option(16, "--count", "-n", min=1, help="Records to show."),
     columns: int = typer.Option(4, "--columns", min=1, help="Thumbnails per row."),

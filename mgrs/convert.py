@@ -13,11 +13,12 @@ from typing import Any
 from mgrs.captions.base import Captioner
 from mgrs.geometry import InvalidGeometry, Shape, box_shape, clip_to_window, make_shape, polygonal_part
 from mgrs.imaging import ImageReadError, encode, keeps_original_bytes, load_rgb, sha256_file
+from mgrs.merge import duplicate_boxes
 from mgrs.plan import PlannedScene
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
 from mgrs.schema import Record, Region, Tile
-from mgrs.sources.base import ANNOTATION, IMAGE, SceneAnnotations, Skip, Source, SourceObject
+from mgrs.sources.base import ANNOTATION, IMAGE, SceneAnnotations, SceneRef, Skip, Source, SourceObject
 from mgrs.taxonomy import Category, Taxonomy
 
 logger = logging.getLogger(__name__)
@@ -63,16 +64,17 @@ class SceneConverter:
         ref = scene.ref
         tally.images_read += 1
 
-        annotations = self._load_annotations(source, scene, tally)
+        annotations = self._load_annotations(source, ref, tally)
         tally.annotations_read += len(annotations.objects) + sum(1 for s in annotations.skips if s.unit == ANNOTATION)
         for skip in annotations.skips:
             tally.skip(skip)
+        copies = self._load_copies(scene, tally)
 
         try:
             loaded = load_rgb(ref.image_path, self.config.images.max_pixels)
         except ImageReadError as error:
             tally.skip(Skip(error.reason, ref.image, str(error), IMAGE))
-            for obj in annotations.objects:
+            for obj in [*annotations.objects, *(obj for _, copy in copies for obj in copy.objects)]:
                 tally.skip(Skip("image_not_readable", ref.image, obj.where))
             return result
         if loaded.image.size != (scene.width, scene.height):
@@ -80,6 +82,7 @@ class SceneConverter:
             return result
 
         objects = self._resolve_objects(annotations, ref.image, tally)
+        objects = self._merge_copies(objects, copies, annotations, tally)
         checksum = sha256_file(ref.image_path)
         tiled = len(scene.windows) > 1 or scene.windows[0] != (0, 0, scene.width, scene.height)
         for image_id, window in zip(scene.image_ids, scene.windows):
@@ -101,13 +104,61 @@ class SceneConverter:
         self._account_unplaced(objects, ref.image, tiled, tally)
         return result
 
-    def _load_annotations(self, source: Source, scene: PlannedScene, tally: Tally) -> SceneAnnotations:
+    def _load_annotations(self, source: Source, ref: SceneRef, tally: Tally) -> SceneAnnotations:
         try:
-            return source.load(scene.ref)
+            return source.load(ref)
         except Exception as error:  # noqa: BLE001 (an adapter bug must not stop the build; it is counted)
-            logger.warning("reading the annotations of %s failed: %s", scene.ref.image, error, exc_info=logger.isEnabledFor(logging.DEBUG))
-            tally.skip(Skip("unreadable_annotation", scene.ref.image, f"{type(error).__name__}: {error}"))
+            logger.warning("reading the annotations of %s failed: %s", ref.image, error, exc_info=logger.isEnabledFor(logging.DEBUG))
+            tally.skip(Skip("unreadable_annotation", ref.image, f"{type(error).__name__}: {error}"))
             return SceneAnnotations()
+
+    def _load_copies(self, scene: PlannedScene, tally: Tally) -> list[tuple[SceneRef, SceneAnnotations]]:
+        """Load the annotations of the duplicates that deduplication merged into this scene, counted like its own."""
+        copies = []
+        for source_index, copy_ref in scene.merged:
+            annotations = self._load_annotations(self.sources[source_index], copy_ref, tally)
+            tally.annotations_read += len(annotations.objects) + sum(1 for s in annotations.skips if s.unit == ANNOTATION)
+            for skip in annotations.skips:
+                tally.skip(skip)
+            copies.append((copy_ref, annotations))
+        return copies
+
+    def _merge_copies(
+        self, objects: list[_Object], copies: list[tuple[SceneRef, SceneAnnotations]], annotations: SceneAnnotations, tally: Tally
+    ) -> list[_Object]:
+        """Add the objects of duplicate copies that the kept scene does not already have.
+
+        A copy's object is dropped (skip reason `duplicate_region`) when an object already kept has the
+        same category and a box IoU above `dedup.merge_iou`. Facts about each copy go to `merged_from`
+        in the record's `extra`.
+        """
+        if not copies:
+            return objects
+        merged = list(objects)
+        facts = []
+        for copy_ref, copy_annotations in copies:
+            added = self._resolve_objects(copy_annotations, copy_ref.image, tally)
+            repeated = duplicate_boxes(
+                [(obj.shape.geometry.bounds, obj.category.id) for obj in merged],
+                [(obj.shape.geometry.bounds, obj.category.id) for obj in added],
+                self.config.dedup.merge_iou,
+            )
+            for index, obj in enumerate(added):
+                where = f"{copy_ref.source}:{copy_ref.image} {obj.source.where}".strip()
+                if index in repeated:
+                    tally.skip(Skip("duplicate_region", copy_ref.image, f"{obj.source.where} ({obj.source.label}): the kept copy has this object"))
+                    continue
+                obj.source.where = where
+                merged.append(obj)
+
+            if annotations.gsd is None and copy_annotations.gsd is not None:
+                annotations.gsd = copy_annotations.gsd
+            fact = {"source": copy_ref.source, "image": copy_ref.image, "regions_added": len(added) - len(repeated), "regions_repeated": len(repeated)}
+            if copy_annotations.extra:
+                fact["extra"] = dict(copy_annotations.extra)
+            facts.append(fact)
+        annotations.extra["merged_from"] = facts
+        return merged
 
     def _resolve_objects(self, annotations: SceneAnnotations, file: str, tally: Tally) -> list[_Object]:
         resolved = []

@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mgrs.dedup import dedup_scenes
 from mgrs.geometry import tile_windows
 from mgrs.imaging import ImageReadError, read_size
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
+from mgrs.sampling import sample_scenes
 from mgrs.sources.base import IMAGE, SceneRef, Skip, Source, get_source
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ class PlannedScene:
     image_ids: list[str]
     split: str
     file_size: int
+    # Sizes and modification times of the image and annotation files, so edited inputs are rebuilt.
+    input_stamp: str = ""
+    # Duplicates removed by deduplication, as (source index, ref); their annotations are merged into this scene.
+    merged: list[tuple[int, SceneRef]] = field(default_factory=list)
 
 
 @dataclass
@@ -58,10 +64,16 @@ class Plan:
     shards: list[ShardPlan] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
     estimated_bytes: int = 0
+    # The `dedup` section of the build report: removed duplicates and the copies they matched.
+    dedup: dict = field(default_factory=dict)
 
     def fingerprint(self, config_fingerprint: str) -> str:
         """Return a hash of the planned ids and the settings, which identifies a build for resuming."""
         digest = hashlib.sha256(config_fingerprint.encode())
+        for scene in self.scenes:
+            digest.update(scene.input_stamp.encode())
+            for source_index, ref in scene.merged:
+                digest.update(f"merged:{source_index}:{ref.source}:{ref.image}".encode())
         for shard in self.shards:
             digest.update(shard.name.encode())
             digest.update("\n".join(shard.image_ids).encode())
@@ -92,13 +104,17 @@ def make_sources(config: BuildConfig) -> list[Source]:
     return sources
 
 
-def make_plan(config: BuildConfig) -> Plan:
-    """Scan every source, read image sizes, and assign records to shards."""
+def make_plan(config: BuildConfig, workers: int = 1) -> Plan:
+    """Scan every source, read image sizes, sample, remove duplicates, and assign records to shards.
+
+    `workers` processes decode images for deduplication; the plan does not depend on their number.
+    """
     plan = Plan()
     scenes: list[PlannedScene] = []
     seen_ids: set[str] = set()
+    sources = make_sources(config)
 
-    for source_index, (spec, source) in enumerate(zip(config.sources, make_sources(config))):
+    for source_index, (spec, source) in enumerate(zip(config.sources, sources)):
         root = Path(spec.path)
         for item in source.scan(root):
             if isinstance(item, Skip):
@@ -112,6 +128,10 @@ def make_plan(config: BuildConfig) -> Plan:
                 continue
             seen_ids.add(scene.image_ids[0])
             scenes.append(scene)
+
+    scenes = sample_scenes(scenes, config, plan.tally)
+    if config.dedup.enabled:
+        scenes, plan.dedup = dedup_scenes(scenes, config, [source.name for source in sources], workers)
 
     scenes.sort(key=lambda s: s.image_ids[0])
     if config.limit is not None:
@@ -144,7 +164,20 @@ def _plan_scene(
         image_ids=ids,
         split=split,
         file_size=ref.image_path.stat().st_size,
+        input_stamp=_input_stamp(ref),
     )
+
+
+def _input_stamp(ref: SceneRef) -> str:
+    parts = []
+    for relative in (ref.image, *ref.annotations):
+        try:
+            status = (Path(ref.root) / relative).stat()
+        except OSError:
+            parts.append(f"{relative}:missing")
+            continue
+        parts.append(f"{relative}:{status.st_size}:{status.st_mtime_ns}")
+    return "|".join(parts)
 
 
 def _holdout_split(ref: SceneRef, config: BuildConfig) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from mgrs.hub_paths import HubPath, dataset_path, parquet_source
+
 logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 256
@@ -39,7 +41,7 @@ COLUMNS = ["image", "image_id", "width", "height", "short_caption", "regions"]
 
 @dataclass(frozen=True)
 class _Position:
-    shard: Path
+    shard: Path | HubPath
     row_group: int
     row: int
 
@@ -81,7 +83,7 @@ def write_preview(
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
 
-    positions = _pick_rows(Path(path), count, seed, split)
+    positions = _pick_rows(dataset_path(path), count, seed, split)
     records = _read_rows(positions)
     colours = category_colours([_category(r) for record in records for r in _drawable(record)])
     font = ImageFont.load_default(size=FONT_SIZE)
@@ -102,7 +104,7 @@ def write_preview(
     return out
 
 
-def _pick_rows(root: Path, count: int, seed: int | None, split: str | None) -> list[_Position]:
+def _pick_rows(root: Path | HubPath, count: int, seed: int | None, split: str | None) -> list[_Position]:
     """Choose rows from the row counts in the Parquet footers, without reading any data."""
     pattern = f"{split}-*.parquet" if split else "*.parquet"
     shards = sorted((root / "data").glob(pattern))
@@ -111,7 +113,7 @@ def _pick_rows(root: Path, count: int, seed: int | None, split: str | None) -> l
 
     groups = []
     for shard in shards:
-        metadata = pq.read_metadata(shard)
+        metadata = pq.read_metadata(parquet_source(shard))
         groups.extend((shard, group, metadata.row_group(group).num_rows) for group in range(metadata.num_row_groups))
     total = sum(rows for _, _, rows in groups)
     if total == 0:
@@ -141,7 +143,7 @@ def _read_rows(positions: list[_Position]) -> list[dict[str, Any]]:
     for position in positions:
         if current != (position.shard, position.row_group):
             current = (position.shard, position.row_group)
-            table = pq.ParquetFile(position.shard).read_row_group(position.row_group, columns=COLUMNS)
+            table = pq.ParquetFile(parquet_source(position.shard)).read_row_group(position.row_group, columns=COLUMNS)
         records.append(table.slice(position.row, 1).to_pylist()[0])
     return records
 

@@ -44,6 +44,13 @@ class SourceSpec:
     format: str
     path: str
     version: str | None = None
+    # Seeded sampling of this source's scenes, applied before deduplication: keep a scene when its
+    # draw is below `sample_fraction`, then keep the `limit` scenes with the smallest draws.
+    limit: int | None = None
+    sample_fraction: float | None = None
+    seed: int = 0
+    # Keep only scenes of these source splits (for example train and val, leaving out test).
+    splits: list[str] | None = None
 
     @classmethod
     def parse(cls, text: str) -> SourceSpec:
@@ -107,9 +114,88 @@ class SplitConfig:
     holdout_seed: int = 0
 
 
+CAPTIONER_KINDS = ("template", "openai")
+
+
+@dataclass
+class DedupConfig:
+    """Removal of duplicate scenes across sources, before tiling (see docs/dedup.md)."""
+
+    enabled: bool = True
+    # Near duplicates: perceptual hashes (64-bit pHash) at most this Hamming distance apart.
+    max_distance: int = 1
+    # Source names or formats in survival order; a copy from an earlier entry is kept. Sources not
+    # listed follow in recipe order.
+    priority: list[str] = field(default_factory=list)
+    # A region of a removed copy is dropped when a kept region of the same category overlaps its box
+    # with an IoU above this value; otherwise it is added to the kept scene.
+    merge_iou: float = 0.5
+    # Compare scenes of one source with each other too; off by default because blank patches of one
+    # scene would otherwise match.
+    within_source: bool = False
+
+
 @dataclass
 class CaptionerConfig:
+    """Which captioner writes the global captions; every field but `kind` applies to `openai` only."""
+
+    # `template` writes captions offline from the regions; `openai` asks an OpenAI-compatible
+    # chat-completions server with image input.
     kind: str = "template"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None
+    # Name of the environment variable that holds the API key; the key itself never enters a recipe.
+    api_key_env: str = "OPENAI_API_KEY"
+    # Seconds one request may take.
+    timeout: float = 120.0
+    # Requests in flight at once, across the whole build.
+    max_concurrency: int = 8
+    temperature: float = 0.0
+    seed: int | None = 0
+    max_tokens: int = 512
+    # Attempts after the first one, for timeouts, connection errors, 429, 5xx and invalid responses.
+    max_retries: int = 3
+    # Seconds before the first retry; each further retry waits twice as long (at most 60 s).
+    retry_backoff: float = 1.0
+    prompt_version: str = "v1"
+    # Cache file (DuckDB); null means `mgrs/captions.duckdb` under $XDG_CACHE_HOME or ~/.cache.
+    cache: str | None = None
+
+    def output_settings(self) -> dict[str, Any]:
+        """Return the settings that change the captions written, for fingerprints and cache keys."""
+        if self.kind == "template":
+            return {"kind": self.kind}
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+        }
+
+    def validate(self) -> None:
+        """Check the captioner settings; raises RecipeError naming the option, the value and the fix."""
+        if self.kind not in CAPTIONER_KINDS:
+            raise RecipeError(f"captioner.kind is {self.kind!r}; use one of {', '.join(CAPTIONER_KINDS)}")
+        if self.kind == "template":
+            return
+        if not self.model:
+            raise RecipeError("captioner.model is not set; name the model the server serves, for example Qwen/Qwen2-VL-7B-Instruct")
+        if not re.match(r"https?://", self.base_url):
+            raise RecipeError(f"captioner.base_url is {self.base_url!r}; write an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+        if self.timeout <= 0:
+            raise RecipeError(f"captioner.timeout is {self.timeout}; use a positive number of seconds such as 120")
+        if self.max_concurrency < 1:
+            raise RecipeError(f"captioner.max_concurrency is {self.max_concurrency}; use 1 or more")
+        if self.max_retries < 0:
+            raise RecipeError(f"captioner.max_retries is {self.max_retries}; use 0 or more")
+        if self.retry_backoff < 0:
+            raise RecipeError(f"captioner.retry_backoff is {self.retry_backoff}; use 0 or more seconds")
+        if self.max_tokens < 16:
+            raise RecipeError(f"captioner.max_tokens is {self.max_tokens}; use at least 16, such as 512")
+        if not 0 <= self.temperature <= 2:
+            raise RecipeError(f"captioner.temperature is {self.temperature}; use a value in [0, 2]")
 
 
 @dataclass
@@ -125,6 +211,7 @@ class BuildConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     skip_empty: bool = False
     limit: int | None = None
     max_skip_rate: float | None = None
@@ -159,8 +246,10 @@ class BuildConfig:
                 raise RecipeError(f"output.{name} is {value}; use a positive number")
         if not 0 <= self.splits.holdout_fraction < 1:
             raise RecipeError(f"splits.holdout_fraction is {self.splits.holdout_fraction}; use a share in [0, 1)")
-        if self.captioner.kind != "template":
-            raise RecipeError(f"captioner.kind is {self.captioner.kind!r}; the only captioner available is template")
+        self.captioner.validate()
+        _validate_dedup(self.dedup)
+        for spec in self.sources:
+            _validate_sampling(spec)
         if self.max_skip_rate is not None and not 0 <= self.max_skip_rate <= 1:
             raise RecipeError(f"max_skip_rate is {self.max_skip_rate}; use a share in [0, 1]")
 
@@ -171,8 +260,29 @@ class BuildConfig:
         """Return a hash of every setting that changes the output, for resuming and provenance."""
         settings = self.to_dict()
         settings.pop("max_skip_rate")
+        # Server address, concurrency, retries and cache location do not change the captions.
+        settings["captioner"] = self.captioner.output_settings()
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _validate_dedup(dedup: DedupConfig) -> None:
+    if not 0 <= dedup.max_distance <= 32:
+        raise RecipeError(f"dedup.max_distance is {dedup.max_distance}; use a Hamming distance in [0, 32], such as 1")
+    if not 0 <= dedup.merge_iou < 1:
+        raise RecipeError(f"dedup.merge_iou is {dedup.merge_iou}; use a share in [0, 1), such as 0.5")
+    if not isinstance(dedup.priority, list) or not all(isinstance(name, str) for name in dedup.priority):
+        raise RecipeError(f"dedup.priority is {dedup.priority!r}; write a list of source names such as [isaid, dota-v1.0]")
+
+
+def _validate_sampling(spec: SourceSpec) -> None:
+    where = f"source {spec.format}:{spec.path}"
+    if spec.limit is not None and spec.limit <= 0:
+        raise RecipeError(f"{where}: limit is {spec.limit}; use a positive number of scenes or leave it out")
+    if spec.sample_fraction is not None and not 0 < spec.sample_fraction <= 1:
+        raise RecipeError(f"{where}: sample_fraction is {spec.sample_fraction}; use a share in (0, 1]")
+    if spec.splits is not None and (not isinstance(spec.splits, list) or not all(isinstance(s, str) for s in spec.splits)):
+        raise RecipeError(f"{where}: splits is {spec.splits!r}; write a list of split names such as [train, val]")
 
 
 def load_recipe(path: str | Path | None, root: str | Path | None = None) -> BuildConfig:
@@ -180,10 +290,17 @@ def load_recipe(path: str | Path | None, root: str | Path | None = None) -> Buil
     if path is None:
         return BuildConfig()
     path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found; check the path of the recipe file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise RecipeError(f"cannot read recipe {path}: {error}") from error
+    except OSError as error:
+        raise RecipeError(f"cannot read recipe {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise RecipeError(f"recipe {path} is not valid YAML{where}: {problem}") from error
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path} must be a YAML mapping with keys such as sources and tiling")
     return config_from_dict(data, root=Path(root) if root is not None else Path.cwd(), origin=str(path))
@@ -196,6 +313,8 @@ def config_from_dict(data: dict[str, Any], root: Path, origin: str = "recipe") -
         if key not in known:
             raise RecipeError(f"{origin}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
         if key == "sources":
+            if value is not None and not isinstance(value, list):
+                raise RecipeError(f"{origin}: sources must be a list; write for example `sources: [{value}]`")
             config.sources = [_source_from_dict(entry, root, origin) for entry in value or []]
         elif dataclasses.is_dataclass(getattr(config, key)):
             setattr(config, key, _section(type(getattr(config, key)), value or {}, f"{origin}: {key}"))
@@ -218,15 +337,31 @@ def _source_from_dict(entry: Any, root: Path, origin: str) -> SourceSpec:
     if isinstance(entry, str):
         spec = SourceSpec.parse(entry)
     elif isinstance(entry, dict) and "format" in entry and "path" in entry:
-        unknown = set(entry) - {"format", "path", "version"}
+        known = [f.name for f in dataclasses.fields(SourceSpec)]
+        unknown = set(entry) - set(known)
         if unknown:
-            raise RecipeError(f"{origin}: source entry has unknown key(s) {', '.join(sorted(map(str, unknown)))}; known keys: format, path, version")
+            raise RecipeError(f"{origin}: source entry has unknown key(s) {', '.join(sorted(map(str, unknown)))}; known keys: {', '.join(known)}")
         version = entry.get("version")
         spec = SourceSpec(format=str(entry["format"]), path=str(entry["path"]), version=None if version is None else str(version))
+        _apply_sampling(spec, entry, origin)
     else:
         raise RecipeError(f"{origin}: source entry {entry!r} needs `format` and `path`")
     spec.path = resolve_path(spec.path, root)
     return spec
+
+
+def _apply_sampling(spec: SourceSpec, entry: dict[str, Any], origin: str) -> None:
+    """Copy the sampling keys of a recipe source entry onto `spec`, checking their types."""
+    hints = typing.get_type_hints(SourceSpec)
+    for name in ("limit", "sample_fraction", "seed"):
+        if name in entry:
+            _check_type(f"{origin}: source {spec.format}.{name}", entry[name], hints[name])
+            setattr(spec, name, entry[name])
+    if entry.get("splits") is not None:
+        splits = entry["splits"]
+        if not isinstance(splits, list) or not all(isinstance(split, str) for split in splits):
+            raise RecipeError(f"{origin}: source {spec.format}.splits is {splits!r}; write a list of split names such as [train, val]")
+        spec.splits = list(splits)
 
 
 def _section(cls: type, values: dict[str, Any], origin: str) -> Any:
@@ -253,6 +388,9 @@ def _check_type(option: str, value: Any, hint: Any) -> None:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return
         if kind in (str, bool) and isinstance(value, kind):
+            return
+        # Element types of lists are checked by the validation of the setting that contains them.
+        if typing.get_origin(kind) is list and isinstance(value, list):
             return
     names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
     raise RecipeError(f"{option} is {value!r} ({type(value).__name__}); write a value of type {names}")

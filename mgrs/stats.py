@@ -13,6 +13,8 @@ from typing import Any
 import duckdb
 from rich.table import Table
 
+from mgrs.hub_paths import dataset_path, register_filesystems
+
 logger = logging.getLogger(__name__)
 
 # The trainer's default region size filter keeps boxes whose area lies in [64², 1024²] px², inclusive.
@@ -38,13 +40,15 @@ def compute_stats(
     box area in px² lies in [min_area, max_area]; share is None when the dataset has no regions).
     Raises FileNotFoundError when `path/data` contains no Parquet shard.
     """
-    shards = sorted((Path(path) / "data").glob("*.parquet"))
+    root = dataset_path(path)  # a local folder, or hf://datasets/OWNER/NAME[@REV][/SUBSET]
+    shards = sorted((root / "data").glob("*.parquet"))
     if not shards:
-        raise FileNotFoundError(f"no Parquet shards in {Path(path) / 'data'}; pass a dataset folder built by mgrs")
+        raise FileNotFoundError(f"no Parquet shards in {root / 'data'}; pass a dataset folder built by mgrs")
     logger.info("Computing statistics of %d shards in %s", len(shards), path)
 
     connection = duckdb.connect()
     try:
+        register_filesystems(connection, shards)  # hf:// files are read through HfFileSystem
         # An explicit file list instead of a glob, so that brackets or asterisks in the path stay literal.
         files = ", ".join(_sql_string(str(shard)) for shard in shards)
         connection.execute(f"CREATE VIEW records AS SELECT {COLUMNS} FROM read_parquet([{files}])")

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from mgrs.hub_paths import dataset_path, parquet_source
 from mgrs.schema import arrow_schema
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def validate_dataset(path: str | Path) -> list[Problem]:
     - non-empty short and long captions,
     - row counts against the card's `num_examples` and, when present, the build report.
     """
-    root = Path(path)
+    root = dataset_path(path)  # a local folder, or hf://datasets/OWNER/NAME[@REV][/SUBSET] read by byte ranges
     if not root.is_dir():
         return [Problem(str(root), f"dataset folder {root} not found; pass the folder that contains data/")]
 
@@ -154,7 +155,7 @@ def _check_shard(root: Path, shard: Path, state: _DatasetState, problems: list[P
     match = SHARD_PATTERN.match(shard.name)
     facts = _ShardFacts(file=file, split=match["split"] if match else None)
     try:
-        parquet = pq.ParquetFile(shard)
+        parquet = pq.ParquetFile(parquet_source(shard))
     except (pa.ArrowException, OSError) as error:
         problems.append(Problem(file, f"failed to read the Parquet file: {error}"))
         return facts

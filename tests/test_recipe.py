@@ -369,3 +369,21 @@ def test_fingerprint_ignores_max_skip_rate():
 def test_recipe_wrong_type_rejected(data, tmp_path):
     with pytest.raises(RecipeError, match="write a value of type"):
         config_from_dict(data, tmp_path)
+
+
+def test_recipe_sources_string_rejected(tmp_path):
+    with pytest.raises(RecipeError, match="sources must be a list"):
+        config_from_dict({"sources": "dota:/x"}, tmp_path)
+
+
+def test_recipe_invalid_yaml_names_line(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("name: x\ntiling: {size: 800\n")
+
+    with pytest.raises(RecipeError, match=r"bad.yaml is not valid YAML at line"):
+        load_recipe(recipe)
+
+
+def test_recipe_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")

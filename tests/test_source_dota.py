@@ -318,3 +318,21 @@ def test_fake_images_cover_pixel_formats(fake):
     for native_id in ("P0009", "P0010"):
         with pytest.raises(ImageReadError):
             load_rgb(root / fake["scenes"][native_id]["image"])
+
+
+def test_split_named_after_known_folder(tmp_path):
+    from mgrs.sources.dota import find_split_folders
+
+    for name, expected in (("val", "val"), ("Test", "test"), ("DOTA", "train")):
+        folder = tmp_path / name
+        (folder / "images").mkdir(parents=True)
+
+        assert find_split_folders(folder, ("images",), "DOTA") == [(expected, folder)]
+
+
+def test_split_folder_names_made_valid(tmp_path):
+    from mgrs.sources.dota import find_split_folders
+
+    (tmp_path / "train part-1" / "images").mkdir(parents=True)
+
+    assert find_split_folders(tmp_path, ("images",), "DOTA") == [("train_part_1", tmp_path / "train part-1")]

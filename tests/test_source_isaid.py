@@ -163,12 +163,22 @@ def test_broken_masks_skip_the_image(scanned, native_id, reason):
     assert [(s.reason, s.unit, s.file) for s in loaded.skips] == [(reason, IMAGE, refs[native_id].image)]
 
 
-def test_image_without_masks_is_unlabelled(scanned):
+def test_image_without_masks_counted(scanned):
     refs, _ = scanned
     assert refs["P0004"].annotations == ()
     loaded = IsaidSource().load(refs["P0004"])
     assert loaded.objects == []
-    assert loaded.skips == []
+    assert [skip.reason for skip in loaded.skips] == ["missing_mask"]
+    assert loaded.skips[0].unit == "image"
+
+
+def test_folder_without_masks_rejected(tmp_path):
+    images = tmp_path / "train" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(images / "P0001.png")
+
+    with pytest.raises(FileNotFoundError, match="no iSAID masks"):
+        list(IsaidSource().scan(tmp_path))
 
 
 def test_masks_to_objects_on_arrays():

@@ -93,7 +93,14 @@ class Source:
     # Re-encoding of tiles and converted images: "png" for lossless sources, "jpeg" for JPEG sources.
     encoding: ClassVar[str] = "png"
 
+    # The versions `FORMAT@VERSION` accepts; None accepts any version string.
+    versions: ClassVar[tuple[str, ...] | None] = None
+
     def __init__(self, version: str | None = None):
+        if version is not None and self.versions is not None and version not in self.versions:
+            raise KeyError(
+                f"unknown {self.format} version {version!r}; known versions: {', '.join(self.versions)}"
+            )
         self.version = version
 
     @property

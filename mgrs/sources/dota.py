@@ -51,12 +51,15 @@ Challenges", IEEE TPAMI 2021 (v2.0).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from mgrs.sources.base import ANNOTATION, IMAGE, SceneAnnotations, SceneRef, Skip, Source, SourceObject, register
+
+logger = logging.getLogger(__name__)
 
 CLASSES_V1_0 = (
     "plane",
@@ -83,6 +86,8 @@ IMAGE_DIR = "images"
 LABEL_DIR = "labelTxt"
 LABEL_SUFFIX = ".txt"
 DEFAULT_SPLIT = "train"
+# A source folder with one of these names that holds the data directly is read as that split.
+KNOWN_SPLITS = {"train", "training", "val", "valid", "validation", "test", "testing", "trainval"}
 
 # Image suffixes in order of preference when one stem has several images: lossless first.
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".webp", ".jpg", ".jpeg")
@@ -123,22 +128,32 @@ def parse_patch_name(name: str) -> dict | None:
 
 
 def find_split_folders(root: Path, markers: tuple[str, ...], format_name: str) -> list[tuple[str, Path]]:
-    """Return (split, folder) pairs, `root` itself as "train" when it contains one of `markers`.
+    """Return (split, folder) pairs, with `root` itself as one split when it contains one of `markers`.
 
-    Otherwise each sub-folder that contains one is a split named after the folder, sorted by name.
+    That split is named after `root` when its name is a known split name (`val`, `test`, ...), else
+    "train". Otherwise each sub-folder that contains a marker is a split named after the folder, sorted
+    by name, with a warning for names that are not known split names.
 
     Raises FileNotFoundError when `root` is missing or neither it nor a sub-folder has the layout.
     """
     if not root.is_dir():
         raise FileNotFoundError(f"{format_name} source folder {root} does not exist; check the PATH of the source")
     if any((root / marker).is_dir() for marker in markers):
+        if root.name.lower() in KNOWN_SPLITS:
+            return [(split_name(root.name), root)]
         return [(DEFAULT_SPLIT, root)]
 
     splits = [
-        (folder.name, folder)
+        (split_name(folder.name), folder)
         for folder in sorted(root.iterdir())
         if folder.is_dir() and not folder.name.startswith(".") and any((folder / marker).is_dir() for marker in markers)
     ]
+    for split, folder in splits:
+        if folder.name.lower() not in KNOWN_SPLITS:
+            logger.warning(
+                "%s: sub-folder %s is read as split %r; if it is not a split, pass the folder %s itself",
+                format_name, folder, split, folder,
+            )
     if not splits:
         expected = " or ".join(f"{marker}/" for marker in markers)
         raise FileNotFoundError(
@@ -146,6 +161,11 @@ def find_split_folders(root: Path, markers: tuple[str, ...], format_name: str) -
             f"contains one; pass the folder that contains {expected}"
         )
     return splits
+
+
+def split_name(folder_name: str) -> str:
+    """Return a split name the Hub accepts (letters, digits, underscores) for a split folder's name."""
+    return re.sub(r"\W+", "_", folder_name.strip().lower()).strip("_") or DEFAULT_SPLIT
 
 
 def list_files(folder: Path, recursive: bool = False) -> list[Path]:
@@ -282,6 +302,7 @@ class DotaSource(Source):
     """DOTA label files (`labelTxt/*.txt`) paired with their images."""
 
     format = "dota"
+    versions = tuple(CLASSES)
     license = "DOTA: academic use only, no commercial use"
     homepage = "https://captain-whu.github.io/DOTA/"
     citation = (

@@ -249,8 +249,17 @@ class IsaidSource(Source):
 
     def scan(self, root: Path) -> Iterator[SceneRef | Skip]:
         root = Path(root)
+        found_masks = False
         for split, folder in find_split_folders(root, (IMAGE_DIR,), "iSAID"):
-            yield from self._scan_split(root, folder / IMAGE_DIR, split)
+            for item in self._scan_split(root, folder / IMAGE_DIR, split):
+                if isinstance(item, SceneRef) and item.annotations:
+                    found_masks = True
+                yield item
+        if not found_masks:
+            raise FileNotFoundError(
+                f"no iSAID masks (*{CLASS_MASK_SUFFIX}.png, *{INSTANCE_MASK_SUFFIX}.png) found under {root}; "
+                "pass the folder that contains <split>/images/ with the masks beside each image"
+            )
 
     def _scan_split(self, root: Path, folder: Path, split: str) -> Iterator[SceneRef | Skip]:
         masks: dict[str, dict[str, Path]] = {}
@@ -292,6 +301,8 @@ class IsaidSource(Source):
     def load(self, ref: SceneRef) -> SceneAnnotations:
         result = SceneAnnotations(exhaustive=False)
         if not ref.annotations:
+            detail = f"neither {ref.native_id}{CLASS_MASK_SUFFIX}.png nor {ref.native_id}{INSTANCE_MASK_SUFFIX}.png beside the image"
+            result.skips.append(Skip("missing_mask", ref.image, detail, IMAGE))
             return result
 
         by_suffix = {kind[1]: file for file in ref.annotations if (kind := _mask_kind(Path(file))) is not None}

@@ -87,7 +87,7 @@ SCENES = [
         instance_mask_size=(40, 32),
         mask_skip="mask_size_mismatch",
     ),
-    Scene("P0004", "val", masks=()),
+    Scene("P0004", "val", masks=(), mask_skip="missing_mask"),
     Scene(
         "P0005_0_20_0_24",
         "val",
