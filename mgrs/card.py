@@ -32,11 +32,13 @@ def card_metadata(config: BuildConfig, report: dict[str, Any]) -> dict[str, Any]
     dataset_info["download_size"] = sum(split_bytes.values())
     dataset_info["dataset_size"] = sum(split_bytes.values())
 
-    licenses = sorted({get_source(s.format, s.version).license for s in config.sources})
+    sources = [get_source(s.format, s.version) for s in config.sources]
+    licenses = sorted({source.license for source in sources})
+    licence_lines = sorted({f"{source.name}: {source.license}" for source in sources})
     return {
         "license": "other",
         "license_name": "mixed-source-licences" if len(licenses) > 1 else "source-licence",
-        "license_details": "; ".join(licenses),
+        "license_details": "; ".join(licence_lines),
         "pretty_name": config.name,
         "task_categories": ["zero-shot-image-classification", "image-to-text", "object-detection"],
         "tags": ["remote-sensing", "image-text", "region-caption", "mgrs"],
@@ -88,6 +90,12 @@ def render_card(config: BuildConfig, report: dict[str, Any], taxonomy: Taxonomy)
     if skipped:
         lines += ["", "Inputs skipped (see `build-report.json` for example files):", "", "| unit | reason | count |", "|---|---|---|"]
         lines += [f"| {unit} | {reason} | {count} |" for unit, reason, count in sorted(skipped)]
+
+    if report.get("caption_quality"):
+        from mgrs.captions.quality import quality_lines
+
+        lines += ["", "## Caption quality", ""]
+        lines += quality_lines(report["caption_quality"])
 
     lines += ["", "## Sources", ""]
     for spec in config.sources:

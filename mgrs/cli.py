@@ -33,7 +33,7 @@ def main(
 @app.command()
 def build(
     pipeline: Optional[Path] = typer.Argument(None, help="Recipe YAML (for example pipelines/demo.yaml)."),
-    source: list[str] = typer.Option([], "--source", "-s", help="FORMAT[@VERSION]:PATH of a source folder; repeatable."),
+    source: list[str] = typer.Option([], "--source", "-s", help="FORMAT\\[@VERSION]:PATH of a source folder, e.g. dota@1.0:/data/DOTA; repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset folder."),
     root: Optional[Path] = typer.Option(None, "--root", help="Folder that recipe paths are relative to (default: current folder)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes that convert scenes."),
@@ -41,9 +41,9 @@ def build(
     num_shards: Optional[int] = typer.Option(None, "--num-shards", min=1, help="Number of shards per split."),
     granularity: Optional[str] = typer.Option(None, "--granularity", help="Category level written to `category`: fine or coarse."),
     skip_empty: bool = typer.Option(False, "--skip-empty", help="Drop records without regions (counted in the report)."),
-    holdout: Optional[float] = typer.Option(None, "--holdout", help="Share of scenes moved to a `validation` split."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="Share (0 to 1) of scenes moved to a `validation` split."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Convert only the first N scenes (in id order)."),
-    max_skip_rate: Optional[float] = typer.Option(None, "--max-skip-rate", help="Fail when more than this share of images is skipped."),
+    max_skip_rate: Optional[float] = typer.Option(None, "--max-skip-rate", help="Fail when more than this share (0 to 1) of the images is skipped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace another build that is already in --out."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: print counts and the estimated size, write nothing."),
 ) -> None:
@@ -91,14 +91,16 @@ def build(
     if dry_run:
         planned = report["planned"]
         console.print(
-            f"Dry run: {planned['scenes']} scenes would become {planned['records']} records in {planned['shards']} shards "
+            f"Dry run: {_count(planned['scenes'], 'scene')} would become {_count(planned['records'], 'record')} "
+            f"in {_count(planned['shards'], 'shard')} "
             f"(source images: {planned['estimated_source_bytes'] / 1e6:.1f} MB)."
         )
         _print_skips(report)
         return
     console.print(
-        f"Built {out}: {sum(report['records'].values())} records and {report['regions']} regions "
-        f"from {report['images_read']} images ({len(result.shards_written)} shards written, {len(result.shards_kept)} kept)."
+        f"Built {out}: {_count(sum(report['records'].values()), 'record')} and {_count(report['regions'], 'region')} "
+        f"from {_count(report['images_read'], 'image')} ({_count(len(result.shards_written), 'shard')} written, "
+        f"{len(result.shards_kept)} kept)."
     )
     _print_skips(report)
 
@@ -112,7 +114,7 @@ def validate(path: str = typer.Argument(..., help="Dataset folder (the one that 
     if problems:
         for problem in problems:
             error_console.print(f"[red]problem[/red] {escape(str(problem))}", markup=True, highlight=False)
-        error_console.print(f"{len(problems)} problems found in {path}.")
+        error_console.print(f"{_count(len(problems), 'problem')} found in {path}.")
         raise typer.Exit(1)
     console.print(f"{path}: valid.")
 
@@ -200,6 +202,10 @@ def _print_skips(report: dict) -> None:
     for row in rows:
         table.add_row(row["unit"], row["reason"], str(row["count"]), row["examples"][0] if row["examples"] else "")
     error_console.print(table)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _fail(message: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mgrs.captions.base import Captioner
 from mgrs.geometry import InvalidGeometry, Shape, box_shape, clip_to_window, make_shape, polygonal_part
-from mgrs.imaging import ImageReadError, encode, keeps_original_bytes, load_rgb, sha256_file
+from mgrs.imaging import ImageReadError, encode, keeps_original_bytes, load_scene, sha256_file
 from mgrs.merge import duplicate_boxes
 from mgrs.plan import PlannedScene
 from mgrs.recipe import BuildConfig
@@ -71,22 +71,25 @@ class SceneConverter:
         copies = self._load_copies(scene, tally)
 
         try:
-            loaded = load_rgb(ref.image_path, self.config.images.max_pixels)
+            # A scene above images.max_pixels comes back as a WindowedScene that decodes one band of tiles at a time.
+            loaded = load_scene(ref.image_path, self.config.images.max_pixels, self.config.images.huge)
         except ImageReadError as error:
             tally.skip(Skip(error.reason, ref.image, str(error), IMAGE))
             for obj in [*annotations.objects, *(obj for _, copy in copies for obj in copy.objects)]:
                 tally.skip(Skip("image_not_readable", ref.image, obj.where))
             return result
-        if loaded.image.size != (scene.width, scene.height):
-            tally.skip(Skip("image_size_changed", ref.image, f"header {scene.width}x{scene.height}, decoded {loaded.image.size}", IMAGE))
+        if loaded.size != (scene.width, scene.height):
+            tally.skip(Skip("image_size_changed", ref.image, f"header {scene.width}x{scene.height}, decoded {loaded.size}", IMAGE))
+            loaded.close()
             return result
 
-        objects = self._resolve_objects(annotations, ref.image, tally)
+        label_file = ref.annotations[0] if ref.annotations else ref.image
+        objects = self._resolve_objects(annotations, label_file, tally)
         objects = self._merge_copies(objects, copies, annotations, tally)
         checksum = sha256_file(ref.image_path)
         tiled = len(scene.windows) > 1 or scene.windows[0] != (0, 0, scene.width, scene.height)
         for image_id, window in zip(scene.image_ids, scene.windows):
-            regions = self._regions_in_window(objects, window, tally)
+            regions = self._regions_in_window(objects, window, tally, tiled)
             if not regions and self.config.skip_empty:
                 tally.skip(Skip("empty_record", image_id, "no regions", "record"))
                 continue
@@ -101,7 +104,8 @@ class SceneConverter:
             tally.regions += len(regions)
             tally.regions_by_source[ref.source] += len(regions)
 
-        self._account_unplaced(objects, ref.image, tiled, tally)
+        loaded.close()
+        self._account_unplaced(objects, label_file, tiled, tally)
         return result
 
     def _load_annotations(self, source: Source, ref: SceneRef, tally: Tally) -> SceneAnnotations:
@@ -137,7 +141,7 @@ class SceneConverter:
         merged = list(objects)
         facts = []
         for copy_ref, copy_annotations in copies:
-            added = self._resolve_objects(copy_annotations, copy_ref.image, tally)
+            added = self._resolve_objects(copy_annotations, copy_ref.annotations[0] if copy_ref.annotations else copy_ref.image, tally)
             repeated = duplicate_boxes(
                 [(obj.shape.geometry.bounds, obj.category.id) for obj in merged],
                 [(obj.shape.geometry.bounds, obj.category.id) for obj in added],
@@ -201,7 +205,9 @@ class SceneConverter:
         ys = [p[1] for p in obj.points]
         return box_shape(min(xs), min(ys), max(xs), max(ys)), "box"
 
-    def _regions_in_window(self, objects: list[_Object], window: tuple[int, int, int, int], tally: Tally) -> list[Region]:
+    def _regions_in_window(
+        self, objects: list[_Object], window: tuple[int, int, int, int], tally: Tally, tiled: bool
+    ) -> list[Region]:
         regions = []
         threshold = self.config.tiling.min_visible_fraction
         for obj in objects:
@@ -211,7 +217,8 @@ class SceneConverter:
                 continue
             obj.best_fraction = max(obj.best_fraction, clipped.visible_fraction)
             if clipped.visible_fraction < threshold:
-                tally.note("region_cut_at_window_border")
+                if tiled:
+                    tally.note("region_cut_at_window_border")
                 continue
             obj.placed = True
             regions.append(
@@ -259,7 +266,7 @@ class SceneConverter:
             else:
                 extra["stored_format"] = loaded.format
         else:
-            pixels = loaded.image if not tiled else loaded.image.crop((x, y, x + width, y + height))
+            pixels = loaded.crop(window)
             image_bytes = encode(pixels, self._encoding(source, loaded), self.config.images.jpeg_quality)
             if tiled:
                 extra["reencoded"] = "tile"

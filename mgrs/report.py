@@ -26,13 +26,14 @@ class Tally:
     records_by_source: Counter = field(default_factory=Counter)
     # Per-reason counts of skipped images and annotations.
     skipped: dict[str, Counter] = field(default_factory=lambda: {IMAGE: Counter(), ANNOTATION: Counter()})
-    examples: dict[str, list[str]] = field(default_factory=dict)
+    # Example files per unit and skip reason: {"annotation": {"malformed_line": ["labelTxt/P1.txt: line 3"]}}.
+    examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # Facts that are not skips: repaired polygons, labels mapped to `other`, regions cut at tile borders.
     notes: Counter = field(default_factory=Counter)
 
     def skip(self, skip: Skip, count: int = 1) -> None:
         self.skipped.setdefault(skip.unit, Counter())[skip.reason] += count
-        examples = self.examples.setdefault(skip.reason, [])
+        examples = self.examples.setdefault(skip.unit, {}).setdefault(skip.reason, [])
         entry = skip.file if not skip.detail else f"{skip.file}: {skip.detail}"
         if len(examples) < MAX_EXAMPLES and entry not in examples:
             examples.append(entry)
@@ -50,11 +51,12 @@ class Tally:
         self.records_by_source.update(other.records_by_source)
         for unit, counts in other.skipped.items():
             self.skipped.setdefault(unit, Counter()).update(counts)
-        for reason, examples in other.examples.items():
-            mine = self.examples.setdefault(reason, [])
-            for example in examples:
-                if len(mine) < MAX_EXAMPLES and example not in mine:
-                    mine.append(example)
+        for unit, by_reason in other.examples.items():
+            for reason, examples in by_reason.items():
+                mine = self.examples.setdefault(unit, {}).setdefault(reason, [])
+                for example in examples:
+                    if len(mine) < MAX_EXAMPLES and example not in mine:
+                        mine.append(example)
         self.notes.update(other.notes)
 
     @property
@@ -75,7 +77,10 @@ class Tally:
             "records_by_source": dict(sorted(self.records_by_source.items())),
             "regions_by_source": dict(sorted(self.regions_by_source.items())),
             "skipped": {unit: dict(sorted(counts.items())) for unit, counts in sorted(self.skipped.items())},
-            "examples": {reason: list(examples) for reason, examples in sorted(self.examples.items())},
+            "examples": {
+                unit: {reason: list(examples) for reason, examples in sorted(by_reason.items())}
+                for unit, by_reason in sorted(self.examples.items())
+            },
             "notes": dict(sorted(self.notes.items())),
         }
 
@@ -92,7 +97,10 @@ class Tally:
         tally.skipped = {unit: Counter(counts) for unit, counts in data.get("skipped", {}).items()}
         tally.skipped.setdefault(IMAGE, Counter())
         tally.skipped.setdefault(ANNOTATION, Counter())
-        tally.examples = {reason: list(examples) for reason, examples in data.get("examples", {}).items()}
+        tally.examples = {
+            unit: {reason: list(examples) for reason, examples in by_reason.items()}
+            for unit, by_reason in data.get("examples", {}).items()
+        }
         tally.notes = Counter(data.get("notes", {}))
         return tally
 
@@ -102,5 +110,6 @@ def skip_table(tally: Tally) -> list[dict[str, Any]]:
     rows = []
     for unit, counts in tally.skipped.items():
         for reason, count in counts.items():
-            rows.append({"unit": unit, "reason": reason, "count": count, "examples": tally.examples.get(reason, [])})
+            examples = tally.examples.get(unit, {}).get(reason, [])
+            rows.append({"unit": unit, "reason": reason, "count": count, "examples": examples})
     return sorted(rows, key=lambda row: (-row["count"], row["unit"], row["reason"]))

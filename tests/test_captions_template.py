@@ -141,8 +141,8 @@ def test_indefinite_article_table(phrase, article):
         ("ship", 51, "more than fifty ships"),
         ("ship", 100, "more than fifty ships"),
         ("ship", 101, "more than a hundred ships"),
-        ("other", 1, "one other object"),
-        ("other", 3, "three other objects"),
+        ("other", 1, "an unclassified object"),
+        ("other", 3, "three unclassified objects"),
         ("small_vehicle", 2, "two small vehicles"),
         ("Ground-Track-Field", 1, "a ground track field"),
     ],
@@ -196,13 +196,13 @@ def test_other_reads_naturally():
     regions.append(make_region("ship", (10, 10, 20, 20)))
     captions = CAPTIONER.caption(make_record(regions))
 
-    assert "three other objects" in captions.short
-    assert "Three other objects are" in captions.long
-    assert re.search(r"\bothers?\b(?! object)", captions.long) is None
+    assert "three unclassified objects" in captions.short
+    assert "Three unclassified objects are" in captions.long
+    assert re.search(r"\bothers?\b", captions.long) is None
 
     single = CAPTIONER.caption(make_record([make_region("other", (10, 10, 20, 20))]))
-    assert "with one other object." in single.short
-    assert "One other object appears" in single.long
+    assert "with an unclassified object." in single.short
+    assert "An unclassified object appears" in single.long
 
 
 # --- Long caption: places, spacing and size ------------------------------------------------------
@@ -261,10 +261,18 @@ def test_position_ignores_single_outlier():
     assert "in the upper left" in category_sentence(long, "small vehicles")
 
 
-def test_large_box_spans_cells():
+def test_single_box_placed_by_centre():
     long = CAPTIONER.caption(make_record([make_region("harbor", (0, 0, 900, 250))])).long
 
-    assert "A harbor appears along the top edge" in long
+    assert "A harbor appears at the top" in long
+
+
+def test_large_group_spans_cells():
+    regions = [make_region("harbor", (x, 0, x + 200, 250)) for x in (0, 350, 700)]
+    long = CAPTIONER.caption(make_record(regions)).long
+
+    assert "Three harbors are" in long
+    assert "along the top edge" in long
 
 
 @pytest.mark.parametrize(
@@ -415,7 +423,7 @@ def test_golden_captions():
         "An aerial image of 800 by 800 pixels. "
         "More than ten small vehicles are densely packed towards the lower left and look small relative to the image. "
         "An airplane appears in the centre and looks small relative to the image. "
-        "A harbor appears towards the upper left and looks large relative to the image. "
+        "A harbor appears in the upper left and looks large relative to the image. "
         "The harbor is much larger than the small vehicles. "
         "The ground sample distance is about 0.26 m per pixel. "
         "The image covers about 208 by 208 metres on the ground."
@@ -423,7 +431,7 @@ def test_golden_captions():
 
 
 def test_captioner_name_and_region_caption():
-    assert CAPTIONER.name == "template-v1"
+    assert CAPTIONER.name == "template-v2"
     assert CAPTIONER.region_caption("storage tank") == "a satellite image of storage tank"
 
 

@@ -39,8 +39,8 @@ def test_skip_example_text():
     tally.skip(Skip("bad_line", "a.txt", "line 3"))
     tally.skip(Skip("missing_image", "b.png", "", IMAGE))
 
-    assert tally.examples["bad_line"] == ["a.txt: line 3"]
-    assert tally.examples["missing_image"] == ["b.png"]
+    assert tally.examples[ANNOTATION]["bad_line"] == ["a.txt: line 3"]
+    assert tally.examples[IMAGE]["missing_image"] == ["b.png"]
 
 
 def test_skip_examples_capped_and_unique():
@@ -51,7 +51,7 @@ def test_skip_examples_capped_and_unique():
         tally.skip(Skip("bad_line", f"file{index}.txt"))
 
     assert tally.skipped[ANNOTATION]["bad_line"] == 2 * (MAX_EXAMPLES + 4)
-    assert tally.examples["bad_line"] == [f"file{i}.txt" for i in range(MAX_EXAMPLES)]
+    assert tally.examples[ANNOTATION]["bad_line"] == [f"file{i}.txt" for i in range(MAX_EXAMPLES)]
 
 
 def test_note_counts():
@@ -78,7 +78,7 @@ def test_add_sums_counts():
     assert total.skipped[IMAGE]["unreadable_image"] == 4
     assert total.notes["repaired_polygon"] == 6
     # The same example from both sides is kept once.
-    assert total.examples["missing_image"] == ["labelTxt/P0001.txt: no image named P0001.*"]
+    assert total.examples[ANNOTATION]["missing_image"] == ["labelTxt/P0001.txt: no image named P0001.*"]
 
 
 def test_add_into_empty_tally():
@@ -109,9 +109,9 @@ def test_add_examples_capped():
 
     total.add(other)
 
-    assert len(total.examples["bad_line"]) == MAX_EXAMPLES
-    assert total.examples["bad_line"][:3] == ["mine0.txt", "mine1.txt", "mine2.txt"]
-    assert total.examples["bad_line"][3:] == ["theirs0.txt", "theirs1.txt"]
+    assert len(total.examples[ANNOTATION]["bad_line"]) == MAX_EXAMPLES
+    assert total.examples[ANNOTATION]["bad_line"][:3] == ["mine0.txt", "mine1.txt", "mine2.txt"]
+    assert total.examples[ANNOTATION]["bad_line"][3:] == ["theirs0.txt", "theirs1.txt"]
     assert total.skipped[ANNOTATION]["bad_line"] == 7
 
 
@@ -164,7 +164,7 @@ def test_to_dict_sorted_keys():
 
     assert list(data["records"]) == ["train", "validation"]
     assert list(data["skipped"][ANNOTATION]) == ["alpha", "zeta"]
-    assert list(data["examples"]) == ["alpha", "zeta"]
+    assert list(data["examples"][ANNOTATION]) == ["alpha", "zeta"]
 
 
 def test_skip_table_order():

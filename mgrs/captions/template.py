@@ -18,8 +18,9 @@ the same record always gives the same text. The rules:
   the image."), then a size comparison between categories, then the ground sample distance and the
   extent on the ground. A `gsd` that is missing, zero, negative or not finite is left out.
 - Position. The image is split into a 3 x 3 grid. Each box counts as one object, split over the
-  cells it overlaps in proportion to area. Cells holding less than a tenth of a category's objects
-  are ignored, so that one outlier does not turn a group into "across the image". The occupied cells name the place: one
+  cells it overlaps in proportion to area. Cells holding less than 7 % of a category's objects
+  are ignored, so that one outlier does not turn a group into "across the image"; a single object is
+  placed by the cell of its centre. The occupied cells name the place: one
   cell ("in the upper left", "at the top", "in the centre"), a full row or column ("along the
   bottom edge", "down the middle"), two thirds of the image ("across the upper half"), a corner
   region ("towards the upper left") or everything ("across the image").
@@ -33,7 +34,8 @@ the same record always gives the same text. The rules:
   ("much larger" from a factor of 10).
 - English. The last word of a category is pluralised by the usual English rules ("buses", "storage
   tanks"), and the indefinite article follows the sound of the first word. Lists read "A, B and C"
-  without a serial comma. The category "other" reads as "other objects" ("one other object").
+  without a serial comma. The category "other" reads as "unclassified objects" ("an unclassified
+  object"), because "other objects" would suggest that the named categories are all the rest.
   Hyphens and underscores in a category name become spaces.
 - Absences. Captions never state that something is missing, except that an empty record of an
   exhaustively labelled source gets "No labelled objects are visible." in its long caption.
@@ -82,7 +84,7 @@ PAIR_DENSITY = {"dense": "side by side", "grouped": "close together", "sparse": 
 DISTANCE_CHUNK = 512
 
 GRID = 3
-MIN_CELL_SHARE = 0.1
+MIN_CELL_SHARE = 0.07
 CELL_PHRASES = {
     (0, 0): "in the upper left",
     (0, 1): "at the top",
@@ -130,7 +132,7 @@ ES_AFTER_O = {"echo", "hero", "potato", "tomato", "torpedo", "volcano"}
 VOWEL_SOUND_PREFIXES = ("hour", "honest", "honor", "honour", "heir", "unid", "unin", "unim")
 CONSONANT_SOUND_PREFIXES = ("uni", "use", "usu", "uti", "ura", "ure", "eu", "one", "once", "ewe")
 
-OTHER_NOUN = "object"
+OTHER_PHRASE = "unclassified object"
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class CategoryLayout:
 class TemplateCaptioner(Captioner):
     """Writes short and long captions from the regions of a record, with fixed English templates."""
 
-    name = "template-v1"
+    name = "template-v2"
 
     def caption(self, record: Record, exhaustive: bool = False) -> Captions:
         """Return the short and long caption of `record` by the rules in the module docstring."""
@@ -235,17 +237,14 @@ def indefinite_article(phrase: str) -> str:
 
 
 def noun_for(category: str) -> Noun:
-    """Return the English forms of a category, with "other" read as "other object"."""
+    """Return the English forms of a category, with "other" read as "unclassified object"."""
     singular = clean_category(category)
     if singular == OTHER:
-        singular = f"{OTHER} {OTHER_NOUN}"
+        # "other objects" would suggest that the named categories are all the rest.
+        singular = OTHER_PHRASE
 
     plural = pluralise(singular)
-    if singular.startswith(f"{OTHER} "):
-        # "an other vehicle" is wrong and "another vehicle" suggests one more of a kind already named.
-        single_phrase = f"one {singular}"
-    else:
-        single_phrase = f"{indefinite_article(singular)} {singular}"
+    single_phrase = f"{indefinite_article(singular)} {singular}"
     return Noun(singular=singular, plural=plural, single_phrase=single_phrase)
 
 
@@ -311,8 +310,14 @@ def layout_of(category: str, raw_boxes: list, width: int, height: int) -> Catego
     boxes = clip_boxes(np.asarray(raw_boxes, dtype=np.float64).reshape(-1, 4), width, height)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
-    shares = cell_shares(boxes, areas, width, height)
-    cells = frozenset((int(row), int(col)) for row, col in zip(*np.nonzero(shares >= MIN_CELL_SHARE)))
+    if len(boxes) == 1:
+        # One object is placed by its centre, so a large box does not read as a whole band.
+        centre_x = (boxes[0, 0] + boxes[0, 2]) / 2
+        centre_y = (boxes[0, 1] + boxes[0, 3]) / 2
+        cells = frozenset({(min(int(centre_y * GRID / height), GRID - 1), min(int(centre_x * GRID / width), GRID - 1))})
+    else:
+        shares = cell_shares(boxes, areas, width, height)
+        cells = frozenset((int(row), int(col)) for row, col in zip(*np.nonzero(shares >= MIN_CELL_SHARE)))
 
     size_share = float(np.median(areas)) / (width * height)
     gap_ratio = median_gap_ratio(boxes, areas) if len(boxes) > 1 else None

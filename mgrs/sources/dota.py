@@ -260,7 +260,8 @@ def _parse_object(tokens: list[str], number: int, file: str) -> SourceObject | S
         return Skip(
             "malformed_line",
             file,
-            f"{where}: expected 8 coordinates, a class name and an optional difficult flag, found {len(tokens)} tokens",
+            f"{where}: expected 9 or 10 fields (8 coordinates, a class name, an optional difficult flag), "
+            f"found {len(tokens)}: {' '.join(tokens)!r}",
         )
     try:
         values = [float(token) for token in tokens[:8]]
