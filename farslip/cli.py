@@ -81,5 +81,10 @@ def export(
     typer.echo(f"wrote {out}; load it with {register}open_clip.create_model_and_transforms({name!r}, pretrained={str(out)!r})")
 
 
+from farslip.commands_eval import eval_app  # noqa: E402  (Typer only; the evaluation code loads lazily)
+
+app.add_typer(eval_app, name="eval")
+
+
 if __name__ == "__main__":
     app()

@@ -19,9 +19,12 @@ from typing import Any, Callable, Iterator
 
 from mgrs import __version__
 from mgrs.card import write_card
-from mgrs.captions import make_captioner
+from mgrs.captions import make_captioner, make_worker_captioner, runs_in_workers
+from mgrs.captions.openai import CaptioningReport
+from mgrs.captions.quality import dataset_quality
 from mgrs.convert import SceneConverter, SceneResult
 from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan, make_sources, shard_name
+from mgrs.recaption import recaption_rows
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
 from mgrs.shards import read_stats, state_dir, stats_path, write_json_atomic, write_shard, write_stats
@@ -89,7 +92,13 @@ def build(
     if done:
         logger.info("resuming: %d of %d shards are already complete", len(done), len(plan.shards))
 
-    written = _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, workers, progress)
+    # A server captioner runs here, in the main process, on each shard's rows before the shard is written.
+    row_captioner = None if runs_in_workers(config.captioner) else make_captioner(config.captioner)
+    try:
+        written = _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, workers, progress, row_captioner)
+    finally:
+        if row_captioner is not None:
+            row_captioner.close()
     _remove_stale_shards(out, plan)
 
     tally = Tally()
@@ -102,6 +111,12 @@ def build(
     shard_stats = _drop_empty_shards(out, all_stats)
 
     report = _report(config, plan, tally, shard_stats, fingerprint)
+    if not runs_in_workers(config.captioner):
+        captioning = CaptioningReport()
+        for _, stats in all_stats:
+            captioning.add(CaptioningReport.from_dict(stats.get("captioning") or {}))
+        report["captioning"] = captioning.to_dict()
+    report["caption_quality"] = dataset_quality(out, [entry["file"] for entry in shard_stats], taxonomy)
     write_json_atomic(out / REPORT_FILE, report)
     write_card(out, config, report, taxonomy)
     if not shard_stats:
@@ -110,7 +125,7 @@ def build(
     return BuildResult(out, plan, report, shards_written=written, shards_kept=sorted(done))
 
 
-def _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, workers, progress) -> list[str]:
+def _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, workers, progress, row_captioner) -> list[str]:
     shard_of = {image_id: shard.name for shard in plan.shards for image_id in shard.image_ids}
     pending_shards = [shard for shard in plan.shards if shard.name not in done]
     needed = [scene for scene in plan.scenes if any(shard_of[i] not in done for i in scene.image_ids)]
@@ -140,22 +155,25 @@ def _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, worker
                 waiting[name] -= 1
         while queue and waiting[queue[0].name] == 0:
             shard = queue.pop(0)
-            _finish_shard(out, shard, rows, tallies[shard.name], fingerprint, config)
+            _finish_shard(out, shard, rows, tallies[shard.name], fingerprint, config, row_captioner)
             written.append(shard.name)
         if progress:
             progress("advance", 1)
 
     for shard in queue:  # shards that no remaining scene feeds, such as those emptied by skip_empty
-        _finish_shard(out, shard, rows, tallies[shard.name], fingerprint, config)
+        _finish_shard(out, shard, rows, tallies[shard.name], fingerprint, config, row_captioner)
         written.append(shard.name)
     return written
 
 
-def _finish_shard(out: Path, shard: ShardPlan, rows: dict, tally: Tally, fingerprint: str, config: BuildConfig) -> None:
+def _finish_shard(out: Path, shard: ShardPlan, rows: dict, tally: Tally, fingerprint: str, config: BuildConfig, row_captioner=None) -> None:
     shard_rows = [rows.pop(image_id) for image_id in shard.image_ids if image_id in rows]
+    captioning = recaption_rows(row_captioner, shard_rows) if row_captioner is not None else None
     stats = write_shard(out, shard.name, shard_rows, config.output.target_row_group_bytes)
     stats["fingerprint"] = fingerprint
     stats["tally"] = tally.to_dict()
+    if captioning is not None:
+        stats["captioning"] = captioning.to_dict()
     write_stats(out, shard.name, stats)
     logger.info("wrote %s (%d records, %d regions)", shard.name, stats["rows"], stats["regions"])
 
@@ -196,7 +214,7 @@ def _convert_safely(converter: SceneConverter, scene: PlannedScene) -> SceneResu
 
 
 def _make_converter(config: BuildConfig, taxonomy) -> SceneConverter:
-    return SceneConverter(config, make_sources(config), taxonomy, make_captioner(config.captioner))
+    return SceneConverter(config, make_sources(config), taxonomy, make_worker_captioner(config.captioner))
 
 
 def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
@@ -293,6 +311,7 @@ def _report(config: BuildConfig, plan: Plan, tally: Tally, shards: list[dict], f
 def _public_settings(config: BuildConfig) -> dict[str, Any]:
     settings = config.to_dict()
     settings.pop("sources")  # absolute paths of the builder's machine stay out of published files
+    settings["captioner"].pop("cache")
     return settings
 
 

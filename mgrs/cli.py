@@ -46,6 +46,12 @@ def build(
     max_skip_rate: Optional[float] = typer.Option(None, "--max-skip-rate", help="Fail when more than this share (0 to 1) of the images is skipped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace another build that is already in --out."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: print counts and the estimated size, write nothing."),
+    captioner: Optional[str] = typer.Option(None, "--captioner", help="Captioner of the global captions: template or openai."),
+    caption_base_url: Optional[str] = typer.Option(None, "--caption-base-url", help="Base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1."),
+    caption_model: Optional[str] = typer.Option(None, "--caption-model", help="Model name the captioning server serves."),
+    caption_api_key_env: Optional[str] = typer.Option(None, "--caption-api-key-env", help="Environment variable that holds the server's API key."),
+    caption_concurrency: Optional[int] = typer.Option(None, "--caption-concurrency", min=1, help="Captioning requests in flight at once."),
+    caption_cache: Optional[Path] = typer.Option(None, "--caption-cache", help="Caption cache file (DuckDB)."),
 ) -> None:
     """Build a dataset from raw source folders into Parquet shards, a dataset card and a build report."""
     from mgrs.build import BuildError
@@ -70,6 +76,17 @@ def build(
             config.categories.granularity = granularity
         if holdout is not None:
             config.splits.holdout_fraction = holdout
+        caption_options = {
+            "kind": captioner,
+            "base_url": caption_base_url,
+            "model": caption_model,
+            "api_key_env": caption_api_key_env,
+            "max_concurrency": caption_concurrency,
+            "cache": None if caption_cache is None else str(caption_cache),
+        }
+        for name, value in caption_options.items():
+            if value is not None:
+                setattr(config.captioner, name, value)
         config.skip_empty = config.skip_empty or skip_empty
         config.limit = limit if limit is not None else config.limit
         config.max_skip_rate = max_skip_rate if max_skip_rate is not None else config.max_skip_rate

@@ -13,9 +13,9 @@ and scenes are bucketed by (segment number, segment value). Two hashes at most `
 agree exactly on at least one segment (pigeonhole), so only scenes that share a bucket are compared.
 
 Scenes are visited in survival order (the recipe's priority list, then recipe order, then record id).
-The first scene of a group is kept; a later scene that matches a kept one of the same size is removed
-and its annotations are merged into the kept scene by the converter. A match of another size is kept
-and reported, because its annotations do not share the kept scene's pixel coordinates.
+The first scene of a group is kept. A later scene that matches a kept one of the same size is removed,
+and the converter merges its annotations into the kept scene. A match of another size is kept and
+reported, because its annotations do not share the kept scene's pixel coordinates.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Duplicate:
 
 @dataclass
 class DedupResult:
-    """What `find_duplicates` returns: the duplicates, and how many scenes could not be compared."""
+    """Result of `find_duplicates`: the duplicates, and the count of scenes not compared, by reason."""
 
     duplicates: list[Duplicate] = field(default_factory=list)
     not_compared: dict[str, int] = field(default_factory=dict)

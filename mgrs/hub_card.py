@@ -173,8 +173,8 @@ def _merge_body(remote_body: str, local_body: str, config_name: str, prefix: str
 
 
 def _config_block(local_body: str, config_name: str, repo_id: str) -> str:
-    """The pushed folder's card body as one section: headings one level down, usage with this repo."""
-    text = re.sub(r"^(#+) ", r"#\1 ", local_body.strip(), flags=re.M)
+    """The pushed folder's card body as one section: headings two levels down, usage with this repo."""
+    text = re.sub(r"^(#+) ", r"##\1 ", local_body.strip(), flags=re.M)
     call = f'"{repo_id}"' if config_name == DEFAULT_CONFIG else f'"{repo_id}", "{config_name}"'
     text = re.sub(r'load_dataset\("[^"]*"', f"load_dataset({call}", text)
     title = "Default config" if config_name == DEFAULT_CONFIG else f"Subset `{config_name}`"

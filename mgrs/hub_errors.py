@@ -13,16 +13,19 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-import click
+try:  # typer >= 0.20 vendors click and catches only its own ClickException
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import ClickException
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 # Attempts of a call that failed for a reason that may pass (rate limit, server error, network).
-ATTEMPTS = 5
+ATTEMPTS = 4
 # Seconds before the first retry; doubled after each one, with jitter, and capped at MAX_WAIT.
-FIRST_WAIT = 2.0
+FIRST_WAIT = 1.0
 MAX_WAIT = 60.0
 TOKEN_HELP = (
     "Create a token with write access at https://huggingface.co/settings/tokens, then run `hf auth login` "
@@ -30,7 +33,7 @@ TOKEN_HELP = (
 )
 
 
-class HubError(click.ClickException):
+class HubError(ClickException):
     """A failure talking to the Hub, in plain words with the fix; the CLI prints it without a traceback."""
 
     exit_code = 2
@@ -117,7 +120,7 @@ def translate(error: BaseException, repo_id: str | None = None, revision: str | 
 
         return HubError(
             f"Could not reach the Hub at {constants.ENDPOINT} (network failure: {_first_line(error)}). Check your "
-            "connection, proxy and HF_ENDPOINT; run the same command again to resume.",
+            "connection, proxy and HF_ENDPOINT, then run the command again (a push resumes where it stopped).",
             retryable=True,
         )
     return HubError(f"Hub request failed: {_first_line(error)}")

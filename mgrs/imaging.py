@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from mgrs.tiff import load_rgb_with_tifffile, needs_tifffile, read_size_with_tifffile
+from mgrs.windowed import STRETCH_PERCENTILES, WindowedReadError, WindowedScene, probe
+
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-# Percentiles of the linear stretch that maps 16-bit and float images to 8 bit.
-STRETCH_PERCENTILES = (2.0, 98.0)
+# What happens to an image above `max_pixels`: read it tile by tile (`tile`) or skip it (`skip`).
+HUGE_MODES = ("tile", "skip")
+# Pixel limit of `read_header_size`, which reads sizes only.
+NO_PIXEL_LIMIT = 2**62
 KEEP_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 
 
@@ -40,6 +45,20 @@ class LoadedImage:
     converted: bool
     facts: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+    def crop(self, window: tuple[int, int, int, int]) -> Image.Image:
+        """Return the window (x, y, width, height); the image itself when the window covers all of it."""
+        x, y, width, height = window
+        if (x, y, width, height) == (0, 0, *self.image.size):
+            return self.image
+        return self.image.crop((x, y, x + width, y + height))
+
+    def close(self) -> None:
+        """Release nothing; present so that callers treat it like `WindowedScene`."""
+
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -49,10 +68,46 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """Return (width, height) from the image header without decoding the pixels."""
-    with _open(path, max_pixels) as image:
-        return image.size
+def read_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, huge: str = "skip") -> tuple[int, int]:
+    """Return (width, height) from the image header without decoding the pixels.
+
+    An image above `max_pixels` raises `ImageReadError("image_too_large")` unless `huge` is `tile`
+    and the file can be read in windows (PNG, TIFF, BMP; see `mgrs.windowed`).
+    """
+    try:
+        if needs_tifffile(path):
+            return read_size_with_tifffile(path, max_pixels)
+        with _open(path, max_pixels) as image:
+            return image.size
+    except ImageReadError as error:
+        if error.reason != "image_too_large" or huge != "tile":
+            raise
+    try:
+        width, height, _ = probe(path)
+    except WindowedReadError as error:
+        raise ImageReadError(error.reason, str(error)) from error
+    return width, height
+
+
+def read_header_size(path: Path) -> tuple[int, int]:
+    """Return (width, height) from the header whatever the pixel count; raises `ImageReadError`."""
+    return read_size(path, NO_PIXEL_LIMIT, huge="tile")
+
+
+def load_scene(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, huge: str = "skip") -> LoadedImage | WindowedScene:
+    """Decode an image whole with `load_rgb`, or open it for windowed reading when it is above `max_pixels` and `huge` is `tile`.
+
+    Both results have `size`, `crop(window)`, `close()`, `format`, `original_mode`, `converted` and `facts`.
+    """
+    try:
+        return load_rgb(path, max_pixels)
+    except ImageReadError as error:
+        if error.reason != "image_too_large" or huge != "tile":
+            raise
+    try:
+        return WindowedScene(path)
+    except WindowedReadError as error:
+        raise ImageReadError(error.reason, str(error)) from error
 
 
 def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -62,7 +117,10 @@ def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     16-bit or float images are stretched linearly between the 2nd and 98th percentiles; `facts`
     records each conversion. EXIF orientation is recorded but not applied, because remote-sensing
     annotations refer to the stored pixels. Raises `ImageReadError` for unreadable or truncated files.
+    TIFFs that Pillow misreads (multi-band with 16-bit samples) are read with tifffile.
     """
+    if needs_tifffile(path):
+        return load_rgb_with_tifffile(path, max_pixels)
     with _open(path, max_pixels) as image:
         try:
             image.load()
@@ -129,7 +187,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise ImageReadError(
             "image_too_large",
             f"{path.name} has {width}x{height} = {width * height} pixels, above the limit of {max_pixels}; "
-            "raise max_pixels in the recipe to read it",
+            "set images.huge: tile in the recipe to read it tile by tile, or raise images.max_pixels",
         )
     return image
 

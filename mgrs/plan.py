@@ -146,12 +146,18 @@ def _plan_scene(
     source: Source, source_index: int, ref: SceneRef, config: BuildConfig, tally: Tally
 ) -> PlannedScene | None:
     try:
-        width, height = read_size(ref.image_path, config.images.max_pixels)
+        width, height = read_size(ref.image_path, config.images.max_pixels, config.images.huge)
     except ImageReadError as error:
         tally.skip(Skip(error.reason, ref.image, str(error), IMAGE))
         return None
 
     windows = tile_windows(width, height, config.tiling.size, config.tiling.overlap)
+    # A scene above the pixel limit is read one window at a time, so a window must stay below the limit.
+    window_pixels = windows[0][2] * windows[0][3]
+    if width * height > config.images.max_pixels and window_pixels > config.images.max_pixels:
+        detail = f"{width}x{height} scene with {windows[0][2]}x{windows[0][3]} tiles above images.max_pixels ({config.images.max_pixels}); lower tiling.size"
+        tally.skip(Skip("image_too_large", ref.image, detail, IMAGE))
+        return None
     tiled = len(windows) > 1 or windows[0] != (0, 0, width, height)
     ids = [record_id(ref.source, ref.native_id, window if tiled else None) for window in windows]
     split = _holdout_split(ref, config)

@@ -95,6 +95,9 @@ class ImageConfig:
     encoding: str = "auto"
     jpeg_quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Images above max_pixels: `tile` reads PNG, TIFF and BMP scenes tile by tile with bounded memory;
+    # `skip` skips them as image_too_large. JPEG and other formats above the limit are always skipped.
+    huge: str = "tile"
 
 
 @dataclass
@@ -238,6 +241,10 @@ class BuildConfig:
             raise RecipeError(f"geometry.invalid_polygons is {self.geometry.invalid_polygons!r}; use repair or drop")
         if self.images.encoding not in ("auto", "png", "jpeg"):
             raise RecipeError(f"images.encoding is {self.images.encoding!r}; use auto, png or jpeg")
+        if self.images.huge not in ("tile", "skip"):
+            raise RecipeError(f"images.huge is {self.images.huge!r}; use tile (read large scenes tile by tile) or skip")
+        if self.images.max_pixels <= 0:
+            raise RecipeError(f"images.max_pixels is {self.images.max_pixels}; use a positive number of pixels")
         if self.output.rows_per_shard is not None and self.output.num_shards is not None:
             raise RecipeError("output.rows_per_shard and output.num_shards are both set; set only one")
         for name in ("rows_per_shard", "num_shards"):

@@ -1,8 +1,8 @@
 """Per-source filters and seeded sampling of planned scenes (`splits`, `sample_fraction`, `limit`).
 
-Each scene gets a draw in [0, 1) from a hash of the source's seed, the source name and the scene name,
-so the sample does not depend on the order of files on disk, and patches cut from one scene are drawn
-together. `sample_fraction` keeps the scenes whose draw is below it, and `limit` then keeps the scenes
+Each scene gets a draw in [0, 1) from a hash of the source's seed, the source name and the scene name.
+The sample therefore does not depend on the order of files on disk, and patches cut from one scene
+share a draw. `sample_fraction` keeps the scenes whose draw is below it, and `limit` then keeps the scenes
 with the smallest draws. A smaller fraction or limit with the same seed gives a subset of the larger
 sample.
 """

@@ -47,23 +47,33 @@ def normalise_label(label: str) -> str:
 class Taxonomy:
     """Maps source labels to categories."""
 
-    def __init__(self, categories: list[Category], aliases: dict[str, str], path: str = ""):
+    def __init__(
+        self,
+        categories: list[Category],
+        aliases: dict[str, str],
+        path: str = "",
+        source_aliases: dict[tuple[str, str], str] | None = None,
+    ):
         self.path = path
         self.by_name = {c.name: c for c in categories}
         self.by_id = {c.id: c for c in categories}
         self._aliases = aliases
+        # (source name, normalised label) to category name, for labels whose meaning depends on the source.
+        self._source_aliases = source_aliases or {}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Taxonomy:
         path = Path(path)
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            # The C loader, when PyYAML has it, parses the grown taxonomy about ten times faster.
+            data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         return cls.from_dict(data, str(path))
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "") -> Taxonomy:
         categories: list[Category] = []
         aliases: dict[str, str] = {}
+        source_aliases: dict[tuple[str, str], str] = {}
         seen_ids: set[int] = set()
         for entry in data.get("categories", []):
             category = Category(
@@ -89,6 +99,16 @@ class Taxonomy:
                     )
                 aliases[key] = category.name
 
+            for source, labels in (entry.get("source_aliases") or {}).items():
+                for alias in labels:
+                    key = (str(source), normalise_label(str(alias)))
+                    if source_aliases.get(key, category.name) != category.name:
+                        raise TaxonomyError(
+                            f"{path}: source alias {alias!r} of {source!r} maps to both {source_aliases[key]!r} and "
+                            f"{category.name!r}; keep it in one category"
+                        )
+                    source_aliases[key] = category.name
+
         # `at_level` writes a fine category as its parent, so the parent must be a coarse category.
         levels = {c.name: c.level for c in categories}
         for category in categories:
@@ -99,16 +119,19 @@ class Taxonomy:
                     f"{path}: fine category {category.name!r} has parent {category.parent!r}, which is not coarse; "
                     "name a coarse category as parent"
                 )
-        return cls(categories, aliases, path)
+        return cls(categories, aliases, path, source_aliases)
 
-    def lookup(self, label: str) -> Category | None:
-        """Return the category a source label names at its own level, or None when it is unknown."""
+    def lookup(self, label: str, source: str | None = None) -> Category | None:
+        """Return the category a source label names at its own level, or None when it is unknown.
+
+        With `source` (a format name such as `xview`), that source's own aliases are tried first.
+        """
         key = normalise_label(label)
-        name = self._aliases.get(key)
-        if name is None and key.endswith("es"):
-            name = self._aliases.get(key[:-2])
-        if name is None and key.endswith("s"):
-            name = self._aliases.get(key[:-1])
+        name = None
+        if source is not None:
+            name = _match(key, lambda candidate: self._source_aliases.get((source, candidate)))
+        if name is None:
+            name = _match(key, self._aliases.get)
         return None if name is None else self.by_name[name]
 
     def at_level(self, category: Category, granularity: str) -> Category:
@@ -117,9 +140,9 @@ class Taxonomy:
             return self.by_name[category.parent]
         return category
 
-    def resolve(self, label: str, granularity: str) -> Category | None:
+    def resolve(self, label: str, granularity: str, source: str | None = None) -> Category | None:
         """Return the category of a source label at the given granularity, or None when unknown."""
-        category = self.lookup(label)
+        category = self.lookup(label, source)
         return None if category is None else self.at_level(category, granularity)
 
     @property
@@ -132,6 +155,16 @@ class Taxonomy:
         if granularity == COARSE:
             result = [c for c in result if c.level == COARSE]
         return result
+
+
+def _match(key: str, find) -> str | None:
+    """Return `find(key)`, or else `find` of the key without a trailing plural "es" or "s"."""
+    name = find(key)
+    if name is None and key.endswith("es"):
+        name = find(key[:-2])
+    if name is None and key.endswith("s"):
+        name = find(key[:-1])
+    return name
 
 
 @lru_cache(maxsize=8)

@@ -74,6 +74,7 @@ class Commit:
     files: dict[str, Blob]
     message: str
     parent: str | None
+    date: str = "2025-01-01T00:00:00.000Z"
 
 
 @dataclass
@@ -239,8 +240,10 @@ class FakeHub:
         if self._role(request) != "write" or namespace != OWNER:
             raise HubHTTPException(403, f"You don't have the rights to create a repo under {namespace}")
         if repo_id in self.repos:
-            raise HubHTTPException(409, "You already created this dataset repo", headers={})
-        repo = Repo(repo_id=repo_id, private=bool(body.get("private")))
+            # The Hub answers 409 with the repository's URL in the body.
+            return httpx2.Response(409, headers={"X-Error-Message": "You already created this dataset repo"},
+                                   json={"error": "You already created this dataset repo", "url": f"{ENDPOINT}/datasets/{repo_id}"})
+        repo = Repo(repo_id=repo_id, private=bool(body.get("private")) or body.get("visibility") == "private")
         oid = self._new_oid()
         repo.commits[oid] = Commit(oid, {".gitattributes": Blob(GITATTRIBUTES, False)}, "initial commit", None)
         repo.refs["main"] = oid
@@ -375,24 +378,40 @@ class FakeHub:
                 entries[name] = files[name].entry(name)
         return list(entries.values())
 
+    def _last_commit(self, repo: Repo, oid: str, path: str) -> dict[str, Any]:
+        """The commit that last changed `path` (walking back while the file stays the same)."""
+        commit = repo.commits[oid]
+        while commit.parent is not None and repo.commits[commit.parent].files.get(path) == commit.files.get(path):
+            commit = repo.commits[commit.parent]
+        return {"id": commit.oid, "title": commit.message, "date": commit.date}
+
+    def _expand(self, repo: Repo, oid: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**entry, "lastCommit": self._last_commit(repo, oid, entry["path"])} for entry in entries]
+
     def _tree(self, request: httpx2.Request, repo_id: str, args: list[str], query: dict[str, list[str]]) -> httpx2.Response:
         repo = self._repo(request, repo_id)
         revision, path = args[0], "/".join(args[1:])
-        files = repo.commits[self._resolve(repo, revision)].files
+        oid = self._resolve(repo, revision)
+        files = repo.commits[oid].files
         recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
         entries = self._entries(files, path, recursive)
+        if query.get("expand", ["false"])[0].lower() in ("1", "true"):
+            entries = self._expand(repo, oid, entries)
         if path and not entries and path not in files:
             raise HubHTTPException(404, f"{path} does not exist", "EntryNotFound")
         return httpx2.Response(200, json=entries)
 
     def _paths_info(self, request: httpx2.Request, repo_id: str, revision: str) -> httpx2.Response:
         repo = self._repo(request, repo_id)
-        files = repo.commits[self._resolve(repo, revision)].files
+        oid = self._resolve(repo, revision)
+        files = repo.commits[oid].files
         content_type = request.headers.get("content-type", "")
         if "json" in content_type:
-            paths = json.loads(request.content)["paths"]
+            body = json.loads(request.content)
+            paths, expand = body["paths"], bool(body.get("expand"))
         else:
-            paths = parse_qs(request.content.decode()).get("paths", [])
+            form = parse_qs(request.content.decode())
+            paths, expand = form.get("paths", []), form.get("expand", ["False"])[0].lower() in ("1", "true")
         out = []
         for path in paths:
             path = path.strip("/")
@@ -400,7 +419,7 @@ class FakeHub:
                 out.append(files[path].entry(path))
             elif any(name.startswith(path + "/") for name in files):
                 out.append({"type": "directory", "path": path, "oid": git_blob_sha(path.encode()), "size": 0})
-        return httpx2.Response(200, json=out)
+        return httpx2.Response(200, json=self._expand(repo, oid, out) if expand else out)
 
     def _resolve_file(self, request: httpx2.Request, repo_id: str, revision: str, path: str) -> httpx2.Response:
         repo = self._repo(request, repo_id)

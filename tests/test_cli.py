@@ -153,3 +153,27 @@ def test_samples_cli_round_trip(tmp_path, samples):
     categories = run("categories")
     assert categories.exit_code == 0
     assert "small vehicle" in categories.output
+
+
+@pytest.mark.samples
+def test_build_with_server_captioner(tmp_path, samples):
+    from tests.chat_server import ChatServer
+
+    out = tmp_path / "out"
+    with ChatServer() as server:
+        result = run(
+            "build", "--source", f"dior-r:{samples / 'dior'}", "--out", str(out),
+            "--captioner", "openai", "--caption-base-url", server.base_url, "--caption-model", "test-vlm",
+            "--caption-cache", str(tmp_path / "cache.duckdb"),
+        )
+        requests = server.requests
+
+    assert result.exit_code == 0, result.output
+    assert requests == 1
+    report = json.loads((out / "build-report.json").read_text())
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(next((out / "data").glob("*.parquet")), columns=["caption_source", "short_caption"]).to_pylist()
+    assert rows[0]["caption_source"].startswith("openai:test-vlm")
+    assert rows[0]["short_caption"]
+    assert report["captioning"]

@@ -32,7 +32,7 @@ ISAID_CLASSES = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def taxonomy() -> Taxonomy:
     return Taxonomy.from_file(DEFAULT_PATH)
 
@@ -265,3 +265,151 @@ def test_load_missing_file(fresh_cache, monkeypatch, tmp_path):
 
     assert str(missing) in str(caught.value)
     assert "MGRS_TAXONOMY" in str(caught.value)
+
+
+# Every class of every supported source, as the adapters pass labels on.
+
+HRRSD_CLASSES = [
+    "airplane", "baseball diamond", "basketball court", "bridge", "crossroad", "ground track field", "harbor",
+    "parking lot", "ship", "storage tank", "T junction", "tennis court", "vehicle",
+]
+RSOD_CLASSES = ["aircraft", "playground", "overpass", "oiltank"]
+LEVIR_CLASSES = ["airplane", "ship", "oiltank"]
+STAR_CLASSES = [
+    "ship", "boat", "crane", "goods_yard", "tank", "storehouse", "breakwater", "dock", "airplane", "boarding_bridge",
+    "runway", "taxiway", "terminal", "apron", "gas_station", "truck", "car", "truck_parking", "car_parking", "bridge",
+    "cooling_tower", "chimney", "vapor", "smoke", "genset", "coal_yard", "lattice_tower", "substation", "wind_mill",
+    "cement_concrete_pavement", "toll_gate", "flood_dam", "gravity_dam", "ship_lock", "ground_track_field",
+    "basketball_court", "engineering_vehicle", "foundation_pit", "intersection", "soccer_ball_field", "tennis_court",
+    "tower_crane", "unfinished_building", "arch_dam", "roundabout", "baseball_diamond", "stadium", "containment_vessel",
+]
+
+# Ids and names shipped before the taxonomy grew; they must never change.
+SHIPPED_IDS = {
+    0: "other", 1: "airplane", 2: "airport", 3: "baseball field", 4: "basketball court", 5: "bridge", 6: "chimney",
+    7: "dam", 8: "expressway service area", 9: "expressway toll station", 10: "golf course", 11: "ground track field",
+    12: "harbor", 13: "overpass", 14: "ship", 15: "stadium", 16: "storage tank", 17: "tennis court",
+    18: "train station", 19: "vehicle", 20: "windmill", 21: "roundabout", 22: "soccer field", 23: "swimming pool",
+    24: "helicopter", 25: "container crane", 26: "helipad", 101: "small vehicle", 102: "large vehicle",
+}
+
+
+def adapter_classes() -> dict[str, list[str]]:
+    from mgrs.sources.fair1m import CLASSES as FAIR1M
+    from mgrs.sources.hrsc2016 import CLASS_NAMES as HRSC
+    from mgrs.sources.nwpu_vhr10 import CLASSES as NWPU
+    from mgrs.sources.xview import CLASSES as XVIEW
+
+    return {
+        "fair1m": [name for names in FAIR1M.values() for name in names],
+        "xview": list(XVIEW.values()),
+        "hrsc2016": sorted(set(HRSC.values())),
+        "nwpu-vhr10": list(NWPU.values()),
+        "hrrsd": HRRSD_CLASSES,
+        "rsod": RSOD_CLASSES,
+        "levir": LEVIR_CLASSES,
+        "star": STAR_CLASSES,
+    }
+
+
+def test_source_class_counts():
+    classes = adapter_classes()
+    assert len(classes["fair1m"]) == 37
+    assert len(classes["xview"]) == 60
+    assert len(classes["nwpu-vhr10"]) == 10
+    assert len(classes["hrrsd"]) == 13
+    assert len(STAR_CLASSES) == len(set(STAR_CLASSES)) == 48
+
+
+@pytest.mark.parametrize("source", ["fair1m", "xview", "hrsc2016", "nwpu-vhr10", "hrrsd", "rsod", "levir", "star"])
+def test_every_class_of_source_resolves(taxonomy, source):
+    for label in adapter_classes()[source]:
+        category = taxonomy.lookup(label, source)
+        assert category is not None, label
+        assert category.name != "other", label
+        assert taxonomy.resolve(label, COARSE, source).level == COARSE, label
+
+
+def test_shipped_ids_never_change(taxonomy):
+    for category_id, name in SHIPPED_IDS.items():
+        assert taxonomy.by_id[category_id].name == name
+
+
+def test_coarse_and_fine_id_ranges(taxonomy):
+    for category in taxonomy.categories():
+        if category.level == COARSE:
+            assert category.id < 100, category.name
+        else:
+            assert category.id > 100, category.name
+
+
+@pytest.mark.parametrize(
+    ("label", "fine", "coarse"),
+    [
+        ("Boeing737", "Boeing 737", "airplane"),
+        ("Boeing 737", "Boeing 737", "airplane"),
+        ("boeing-737", "Boeing 737", "airplane"),
+        ("LiquidCargoShip", "liquid cargo ship", "ship"),
+        ("Liquid Cargo Ship", "liquid cargo ship", "ship"),
+        ("Small Car", "small car", "vehicle"),
+        ("small_cars", "small car", "vehicle"),
+        ("buses", "bus", "vehicle"),
+        ("Bus", "bus", "vehicle"),
+        ("Passenger Ship", "passenger ship", "ship"),
+        ("other-vehicle", "vehicle", "vehicle"),
+        ("other-airplane", "airplane", "airplane"),
+        ("Football Field", "soccer field", "soccer field"),
+        ("Fishing Vessel", "fishing boat", "ship"),
+        ("ferries", "ferry", "ship"),
+        ("Truck Tractor w/ Box Trailer", "truck tractor with box trailer", "vehicle"),
+        ("Vehicle Lot", "parking lot", "parking lot"),
+        ("crossroad", "crossroad", "intersection"),
+        ("T junction", "T junction", "intersection"),
+        ("oiltank", "oil tank", "storage tank"),
+        ("playground", "ground track field", "ground track field"),
+        ("lattice_tower", "pylon", "pylon"),
+        ("tower_crane", "tower crane", "crane"),
+        ("car", "small car", "vehicle"),
+        ("Nimitz-class aircraft carrier", "Nimitz-class aircraft carrier", "ship"),
+    ],
+)
+def test_resolve_new_sources(taxonomy, label, fine, coarse):
+    assert taxonomy.resolve(label, FINE).name == fine
+    assert taxonomy.resolve(label, COARSE).name == coarse
+
+
+def test_source_aliases_only_for_their_source(taxonomy):
+    assert taxonomy.lookup("Passenger Car", "xview").name == "railway passenger car"
+    assert taxonomy.lookup("Passenger Car") is None
+    assert taxonomy.lookup("Passenger Car", "dota") is None
+    assert taxonomy.lookup("Passenger Cars", "xview").name == "railway passenger car"
+    assert taxonomy.lookup("Container", "hrsc2016").name == "container ship"
+    assert taxonomy.lookup("Container") is None
+    # Shared aliases still apply when the source names one.
+    assert taxonomy.lookup("ship", "hrsc2016").name == "ship"
+
+
+def test_from_dict_rejects_source_alias_in_two_categories():
+    entries = base_entries()
+    entries[1]["source_aliases"] = {"mine": ["auto"]}
+    entries[2]["source_aliases"] = {"mine": ["Auto"], "theirs": ["auto"]}
+
+    with pytest.raises(TaxonomyError) as caught:
+        Taxonomy.from_dict({"categories": entries}, "test.yaml")
+
+    assert "'mine'" in str(caught.value)
+    assert "Auto" in str(caught.value)
+
+
+def test_shipped_aliases_do_not_collide():
+    # from_dict raises on a collision; also check that no alias is a plural of another category's alias.
+    with open(DEFAULT_PATH, encoding="utf-8") as handle:
+        entries = yaml.safe_load(handle)["categories"]
+    owner: dict[str, str] = {}
+    for entry in entries:
+        for alias in [entry["name"], *entry.get("aliases", [])]:
+            owner.setdefault(normalise_label(str(alias)), entry["name"])
+    for key, name in owner.items():
+        for suffix in ("s", "es"):
+            other = owner.get(key + suffix)
+            assert other in (None, name), f"{key + suffix!r} is {other!r} but reads as a plural of {name!r}"

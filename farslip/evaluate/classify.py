@@ -125,7 +125,7 @@ def read_dataset(
     else:
         raise FileNotFoundError(f"classification data {data} not found; give a folder with one folder per class or a CSV file")
     if not dataset.images:
-        raise ValueError(f"classification data {data} holds no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ValueError(f"classification data {data} contains no images (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
     return dataset
 
 

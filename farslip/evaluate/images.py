@@ -41,7 +41,7 @@ def resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
 
 def normalise(views: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Turn uint8 views (B, S, S, 3) into normalised float tensors (B, 3, S, S)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(views)).permute(0, 3, 1, 2).float() / 255.0
+    tensor = torch.from_numpy(np.array(views, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (tensor - mean_t) / std_t

@@ -127,8 +127,8 @@ DATASETS: dict[str, SegmentationDataset] = {
         images="img_dir/test",
         masks="ann_dir/test",
     ),
-    # iSAID: prepared patches store class indices; the raw release stores these colours, which the
-    # colour decoding reads (images and masks side by side: --images train/images --masks train/images).
+    # iSAID: prepared patches store class indices, and the raw release stores these colours. The raw
+    # release keeps images and masks side by side (--images train/images --masks train/images).
     "isaid": SegmentationDataset(
         name="isaid",
         classes=_classes(

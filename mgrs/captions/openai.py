@@ -1,4 +1,4 @@
-"""A captioner that asks an OpenAI-compatible chat-completions server with image input.
+"""A captioner that sends requests to an OpenAI-compatible chat-completions server with image input.
 
 Servers such as vLLM, SGLang, Ollama and LMDeploy serve vision-language models (Qwen-VL, InternVL and
 others) behind `POST {base_url}/chat/completions`. For each record the captioner sends the record's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +15,8 @@ error_console = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
+    # huggingface_hub's HTTP client logs every request at INFO; mgrs logs at INFO by default.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     app.command(name="push")(push)
     app.command(name="pull")(pull)
 

@@ -16,7 +16,7 @@ sub-folder that contains one is read as its own group:
   `overpass/`, `playground/`). Its images are labelled only for that class, so records carry
   `extra.labelled_class_folder` and `native_id` is `{folder}/{stem}`.
 
-HRRSD is read from its `OPT2017/` folder, which holds `Annotations/`, `ImageSets/Main/` and, once the
+HRRSD is read from its `OPT2017/` folder, which contains `Annotations/`, `ImageSets/Main/` and, once the
 separately distributed JPEGs are unpacked there, `JPEGImages/`. LEVIR is read once its labels are in
 VOC XML; its original per-image text labels are not read by this format.
 
