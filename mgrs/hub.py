@@ -248,8 +248,8 @@ def push(
         op for op in operations
         if not isinstance(op, CommitOperationAdd) or meta_ids.get(op.path_in_repo) != _content_id(op)
     ]
-    if needed or (create_pr and result.pr_revision is None):
-        commit(needed or operations, summary if not batches else f"{summary} (card and build report)")
+    if needed:
+        commit(needed, summary if not batches else f"{summary} (card and build report)")
     result.deleted = stale
     if result.commits == 0:
         say("nothing changed: the Hub already holds this dataset")

@@ -14,5 +14,5 @@ def setup_logging(verbose: int = 0, quiet: bool = False, console: Console | None
     handler = RichHandler(console=console or Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
     # Third-party libraries stay at WARNING unless the user asks for DEBUG.
-    for name in ("datasets", "huggingface_hub", "fsspec", "urllib3", "httpx", "PIL"):
+    for name in ("datasets", "huggingface_hub", "fsspec", "urllib3", "httpx", "httpx2", "PIL"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)

@@ -65,7 +65,7 @@ class Taxonomy:
     def from_file(cls, path: str | Path) -> Taxonomy:
         path = Path(path)
         with open(path, encoding="utf-8") as handle:
-            # The C loader, when PyYAML has it, parses the grown taxonomy about ten times faster.
+            # The C loader, when PyYAML has it, parses the taxonomy several times faster than the Python one.
             data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         return cls.from_dict(data, str(path))
 

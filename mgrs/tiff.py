@@ -70,8 +70,8 @@ def read_tiff_bands(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             values = np.moveaxis(values, 0, -1)
         bands = values.shape[-1]
         facts["bands"] = bands
-        # NOTE: the band order of multispectral TIFFs is not stored in the file; the first three bands are
-        # taken as red, green and blue, which is wrong for files that store blue first.
+        # NOTE: TIFFs do not record which band is red. The first three bands are taken as red, green
+        # and blue, which is wrong for files that store blue first.
         values = values[..., :3] if bands >= 3 else values[..., 0]
         facts["bands_used"] = [0, 1, 2] if bands >= 3 else [0]
     return values, facts

@@ -151,7 +151,7 @@ def test_build_end_to_end(fake, tmp_path):
     assert ship["bbox"][0] == 0.0
     assert car["bbox"][2:] == [48.0, 40.0]
 
-    # 16-bit TIFFs are stretched to 8 bit and say so; the four-band one Pillow cannot open at all.
+    # 16-bit TIFFs are stretched to 8 bit and record it; Pillow cannot open the four-band one at all.
     for native_id, bands in (("train/part2/0", 3), ("validation/0", 4)):
         extra = json.loads(by_id[f"fair1m/{native_id}"]["extra"])
         assert extra["tiff_reader"] == "tifffile", native_id

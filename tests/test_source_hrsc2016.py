@@ -128,4 +128,5 @@ def test_build_end_to_end(fake, tmp_path):
     assert by_id["hrsc2016/100000002"]["regions"] == []
     for row in rows:
         for text in (row["short_caption"], row["long_caption"], *(r["category"] for r in row["regions"])):
-            assert "|" not in text and "(" not in text, text
+            assert "|" not in text, text
+            assert "(" not in text, text

@@ -15,7 +15,7 @@ from tests.fakes.dior import make_dior
 from tests.fakes.nwpu_vhr10 import make_nwpu_vhr10
 
 runner = CliRunner()
-SOURCES = ["dota", "dior", "dior-r", "isaid", "fair1m", "xview", "hrsc2016", "nwpu-vhr10", "voc", "coco", "yolo"]
+SOURCES = ["dota", "dior", "dior-r", "isaid", "fair1m", "xview", "hrsc2016", "nwpu-vhr10", "voc", "coco", "yolo", "yolo-obb"]
 
 
 def write_manifest(folder, name, expect) -> None:

@@ -9,8 +9,9 @@ Layout on disk (PATH is the folder given to `--source hrsc2016:PATH`)::
 
 Every folder up to two levels below PATH (PATH included) that contains `AllImages/` is read, with
 its XML files in `Annotations/` beside it. The split of an image is the first of train, val,
-trainval, test whose list in `ImageSets/` (or `ImageSets/Main/`) names it; otherwise the name of its
-folder in lower case when that is `train`, `val` or `test`, and "train" for any other folder.
+trainval, test whose list in `ImageSets/` (or `ImageSets/Main/`) names it. An image that no list
+names takes the name of its folder in lower case when that is `train`, `val` or `test`, and "train"
+otherwise.
 Images and XML files are paired by stem; an image without XML becomes a scene without annotation
 files, and an XML without an image is skipped as `missing_image`.
 

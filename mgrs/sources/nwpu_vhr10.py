@@ -25,8 +25,8 @@ Classes (`CLASSES`, by id): 1 airplane, 2 ship, 3 storage tank, 4 baseball diamo
 
 Colour-infrared images: 85 of the 800 images are pansharpened colour-infrared (near-infrared, red,
 green) tiles from the ISPRS Vaihingen data, where vegetation looks red, so colour words in captions
-would be wrong for them. Their file names do not tell them apart, so the adapter marks only the
-images it is told about: names listed in `PATH/colour_infrared.txt` (one per line, as
+would be wrong for them. Their file names do not identify them, so the adapter marks only the
+images it is given: names listed in `PATH/colour_infrared.txt` (one per line, as
 `positive image set/001.jpg` or as the native id `positive/001`; `#` starts a comment) or given to
 the constructor as `colour_infrared`. Those records get `extra["colour_infrared"] = true`; for the
 others it is unknown and not written.

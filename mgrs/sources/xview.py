@@ -17,7 +17,7 @@ Each feature is one object::
      "properties": {"bounds_imcoords": "2712,1145,2746,1177", "type_id": 73, "image_id": "2355.tif",
                     "feature_id": 374410, ...}}
 
-- `bounds_imcoords` holds pixel coordinates with the origin at the top-left corner: four values
+- `bounds_imcoords` contains pixel coordinates with the origin at the top-left corner: four values
   `xmin,ymin,xmax,ymax` (a horizontal box, `oriented=False`) or, in xView-style files of other
   projects, eight values `x1,y1,...,x4,y4` (an oriented quad as written, `oriented=True`). The lon/lat
   `geometry` is never used for pixels. Boxes beyond the image are passed on, and the build clips them.
@@ -186,8 +186,12 @@ def feature_index(root: Path, file: str) -> FeatureIndex:
 
 
 def _parse_bounds(value: Any, where: str, file: str) -> tuple[list[tuple[float, float]], bool] | Skip:
-    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value if value is not None else "")
-    text = text.strip()
+    if isinstance(value, list):
+        text = ",".join(str(v) for v in value)
+    elif value is None:
+        text = ""
+    else:
+        text = str(value).strip()
     if text.lower() in EMPTY_BOUNDS:
         return Skip("missing_coordinates", file, f"{where}: bounds_imcoords is empty")
     try:
@@ -224,7 +228,7 @@ def _parse_feature(feature: Feature, file: str) -> SourceObject | Skip:
 
 
 def _is_junk(path: Path) -> bool:
-    """Whether `path` is a macOS resource-fork file rather than an image."""
+    """Return whether `path` is a macOS resource-fork file rather than an image."""
     if path.name.startswith("._"):
         return True
     try:
