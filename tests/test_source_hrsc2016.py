@@ -123,7 +123,7 @@ def test_build_end_to_end(fake, tmp_path):
     first = by_id["hrsc2016/100000001"]
     # The size comes from the BMP, not from the swapped Img_SizeWidth / Img_SizeHeight.
     assert (first["width"], first["height"]) == (WIDTH, HEIGHT)
-    assert [r["category"] for r in first["regions"]] == ["Nimitz-class aircraft carrier", "merchant ship"]
+    assert [r["category"] for r in first["regions"]] == ["Nimitz class aircraft carrier", "merchant ship"]
     assert json.loads(first["extra"])["bow_points"]["object 1"] == [38.8, 24.8]
     assert by_id["hrsc2016/100000002"]["regions"] == []
     for row in rows:

@@ -370,7 +370,7 @@ def test_coarse_and_fine_id_ranges(taxonomy):
         ("lattice_tower", "pylon", "pylon"),
         ("tower_crane", "tower crane", "crane"),
         ("car", "small car", "vehicle"),
-        ("Nimitz-class aircraft carrier", "Nimitz-class aircraft carrier", "ship"),
+        ("Nimitz class aircraft carrier", "Nimitz class aircraft carrier", "ship"),
     ],
 )
 def test_resolve_new_sources(taxonomy, label, fine, coarse):

@@ -41,7 +41,7 @@ a caption, so `CLASS_NAMES` maps each id to a readable name, and that name is th
   drawings) are "car carrier"; 29 (`Medical`) is "hospital ship".
 - 19 (`OXo|--)`) sits among the merchant-ship classes, and its meaning is not published, so it is
   the generic "merchant ship". 28 (`lute`) is also unexplained and is the generic "ship".
-- Named classes get their class name: 05 "Nimitz-class aircraft carrier", 15 `Austen` is the
+- Named classes get their class name: 05 "Nimitz class aircraft carrier", 15 `Austen` is the
   Austin class, and so on. Ids 21 and 23 are unused; any id not in `CLASS_NAMES` is skipped as
   `unknown_class_id`.
 
@@ -70,19 +70,19 @@ CLASS_NAMES = {
     "02": "aircraft carrier",
     "03": "warship",
     "04": "merchant ship",
-    "05": "Nimitz-class aircraft carrier",
-    "06": "Enterprise-class aircraft carrier",
-    "07": "Arleigh Burke-class destroyer",
-    "08": "Whidbey Island-class dock landing ship",
-    "09": "Perry-class frigate",
-    "10": "San Antonio-class amphibious transport dock",
-    "11": "Ticonderoga-class cruiser",
-    "12": "Kitty Hawk-class aircraft carrier",
-    "13": "Kuznetsov-class aircraft carrier",
-    "14": "Abukuma-class destroyer escort",
-    "15": "Austin-class amphibious transport dock",
-    "16": "Tarawa-class amphibious assault ship",
-    "17": "Blue Ridge-class command ship",
+    "05": "Nimitz class aircraft carrier",
+    "06": "Enterprise class aircraft carrier",
+    "07": "Arleigh Burke class destroyer",
+    "08": "Whidbey Island class dock landing ship",
+    "09": "Perry class frigate",
+    "10": "San Antonio class amphibious transport dock",
+    "11": "Ticonderoga class cruiser",
+    "12": "Kitty Hawk class aircraft carrier",
+    "13": "Kuznetsov class aircraft carrier",
+    "14": "Abukuma class destroyer escort",
+    "15": "Austin class amphibious transport dock",
+    "16": "Tarawa class amphibious assault ship",
+    "17": "Blue Ridge class command ship",
     "18": "container ship",
     "19": "merchant ship",
     "20": "car carrier",
@@ -94,9 +94,9 @@ CLASS_NAMES = {
     "28": "ship",
     "29": "hospital ship",
     "30": "car carrier",
-    "31": "Ford-class aircraft carrier",
-    "32": "Midway-class aircraft carrier",
-    "33": "Invincible-class aircraft carrier",
+    "31": "Ford class aircraft carrier",
+    "32": "Midway class aircraft carrier",
+    "33": "Invincible class aircraft carrier",
 }
 
 IMAGE_DIR = "AllImages"

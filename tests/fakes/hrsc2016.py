@@ -47,7 +47,7 @@ SCENES = [
     Scene(
         "100000001",
         ships=[
-            Ship("100000005", rotated=(30.0, 20.0, 20.0, 8.0, 0.5), bow=(38.8, 24.8), label="Nimitz-class aircraft carrier"),
+            Ship("100000005", rotated=(30.0, 20.0, 20.0, 8.0, 0.5), bow=(38.8, 24.8), label="Nimitz class aircraft carrier"),
             Ship("100000019", rotated=(10.0, 30.0, 12.0, 4.0, -1.5707963), bow=(10.0, 24.0), difficult="1", label="merchant ship"),
         ],
     ),
