@@ -84,6 +84,8 @@ class ValidationConfig:
     every: int = bounded(0, minimum=0)
     # Limit on evaluation batches; null reads the whole split.
     max_batches: int | None = bounded(None, minimum=1)
+    # An evaluation suite file (see `farslip eval suite`) run after every epoch; null runs none.
+    suite: str | None = None
 
 
 @dataclass

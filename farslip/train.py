@@ -102,8 +102,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
             progress.update(1)
             after_step(run, logs)
             if run.step >= run.total_steps or (stop_after is not None and run.step >= stop_after):
+                if run.batch >= (len(run.stream) // accum) * accum:
+                    run_epoch_suite(run)  # the last step also ended the epoch
                 break
         else:
+            run_epoch_suite(run)
             run.epoch, run.batch = run.epoch + 1, 0
 
     progress.close()
@@ -314,6 +317,19 @@ def validate(run: Run, logs: "RankZeroLogs") -> dict[str, float]:
     if dist.is_initialized():
         dist.barrier()
     return metrics
+
+
+def run_epoch_suite(run: Run) -> None:
+    """Run the evaluation suite file of `validation.suite` on rank 0 after an epoch; other ranks wait."""
+    suite_file = run.cfg.validation.suite
+    if suite_file and world_info().rank == 0:
+        from farslip.evaluate.suite import evaluate_suite
+
+        out_dir = run.out_dir / "eval" / f"epoch-{run.epoch:04d}"
+        results = evaluate_suite(unwrap(run.model), suite_file, out_dir, device=run.device)
+        logger.info("evaluation suite after epoch %d: %d tasks, results in %s", run.epoch, len(results), out_dir)
+    if suite_file and dist.is_initialized():
+        dist.barrier()
 
 
 def log_summary(run: Run) -> None:

@@ -84,7 +84,7 @@ class SceneConverter:
             return result
 
         label_file = ref.annotations[0] if ref.annotations else ref.image
-        objects = self._resolve_objects(annotations, label_file, tally)
+        objects = self._resolve_objects(annotations, label_file, tally, ref.source)
         objects = self._merge_copies(objects, copies, annotations, tally)
         checksum = sha256_file(ref.image_path)
         tiled = len(scene.windows) > 1 or scene.windows[0] != (0, 0, scene.width, scene.height)
@@ -127,6 +127,13 @@ class SceneConverter:
             copies.append((copy_ref, annotations))
         return copies
 
+    def _format_of(self, source_name: str) -> str | None:
+        """Return the format of the source whose records are named `source_name`, for per-source aliases."""
+        for source in self.sources:
+            if source.name == source_name:
+                return source.format
+        return None
+
     def _merge_copies(
         self, objects: list[_Object], copies: list[tuple[SceneRef, SceneAnnotations]], annotations: SceneAnnotations, tally: Tally
     ) -> list[_Object]:
@@ -141,7 +148,8 @@ class SceneConverter:
         merged = list(objects)
         facts = []
         for copy_ref, copy_annotations in copies:
-            added = self._resolve_objects(copy_annotations, copy_ref.annotations[0] if copy_ref.annotations else copy_ref.image, tally)
+            copy_file = copy_ref.annotations[0] if copy_ref.annotations else copy_ref.image
+            added = self._resolve_objects(copy_annotations, copy_file, tally, copy_ref.source)
             repeated = duplicate_boxes(
                 [(obj.shape.geometry.bounds, obj.category.id) for obj in merged],
                 [(obj.shape.geometry.bounds, obj.category.id) for obj in added],
@@ -164,7 +172,7 @@ class SceneConverter:
         annotations.extra["merged_from"] = facts
         return merged
 
-    def _resolve_objects(self, annotations: SceneAnnotations, file: str, tally: Tally) -> list[_Object]:
+    def _resolve_objects(self, annotations: SceneAnnotations, file: str, tally: Tally, source_name: str) -> list[_Object]:
         resolved = []
         unknown = self.config.categories.unknown
         granularity = self.config.categories.granularity
@@ -172,7 +180,7 @@ class SceneConverter:
 
         for obj in annotations.objects:
             where = f"{obj.where} ({obj.label})" if obj.where else obj.label
-            category = self.taxonomy.resolve(obj.label, granularity)
+            category = self.taxonomy.resolve(obj.label, granularity, self._format_of(source_name))
             if category is None:
                 if unknown == "skip":
                     tally.skip(Skip("unknown_category", file, where))

@@ -66,3 +66,18 @@ def test_stage1_on_samples(demo_build, tmp_path):
     steps = [entry for entry in logged_steps(out) if "distill_loss" in entry]
     assert steps
     assert all("region_loss" not in entry for entry in steps)
+
+
+def test_suite_runs_after_epoch(demo_build, tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "device: cpu\nbatch_size: 8\ntasks:\n"
+        f"  - {{name: regions-train, task: regions, data: {demo_build.out}, split: train}}\n"
+    )
+    out = tmp_path / "run"
+    result = train(demo_build.out, out, "train.epochs=2", "train.max_steps=4", f"validation.suite={suite}")
+
+    assert result.exit_code == 0, result.output
+    produced = sorted(path.name for path in (out / "eval").iterdir())
+    assert produced == ["epoch-0000", "epoch-0001"]
+    assert any((out / "eval" / "epoch-0000").rglob("*.json"))

@@ -125,6 +125,7 @@ def test_build_end_to_end(fake, tmp_path):
     assert json.loads(first["extra"])["exhaustive_labels"] is False
     assert first["gsd"] == pytest.approx(0.3)
     assert by_id["xview/12"]["regions"] == []
+    assert "railway passenger car" in [r["category"] for r in by_id["xview/11"]["regions"]]
 
     text = json.dumps(report)
     for reason in ("label_noise", "junk_file", "missing_image", "missing_coordinates", "unknown_type_id"):

@@ -12,7 +12,7 @@ its XML files in `Annotations/` beside it. The split of an image is the first of
 trainval, test whose list in `ImageSets/` (or `ImageSets/Main/`) names it. An image that no list
 names takes the name of its folder in lower case when that is `train`, `val` or `test`, and "train"
 otherwise.
-Images and XML files are paired by stem; an image without XML becomes a scene without annotation
+Images and XML files are paired by stem. An image without XML becomes a scene without annotation
 files, and an XML without an image is skipped as `missing_image`.
 
 XML: root `HRSC_Image` with `Img_ID`, `Img_FileName`, `Img_FileFmt` (bmp), `Img_Resolution` (metres

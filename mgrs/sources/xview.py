@@ -22,7 +22,7 @@ Each feature is one object::
   projects, eight values `x1,y1,...,x4,y4` (an oriented quad as written, `oriented=True`). The lon/lat
   `geometry` is never used for pixels. Boxes beyond the image are passed on, and the build clips them.
 - `type_id` is mapped to the class name of `CLASSES`, the names of the xView baseline's class file.
-  Ids 75 and 82 occur in the labels but not in the class file; the dataset's maintainers call them
+  Ids 75 and 82 occur in the labels but not in the class file. The dataset's maintainers call them
   artefacts of the labelling process, so they are skipped as `label_noise`. Any other id missing from
   `CLASSES` is skipped as `unknown_type_id`.
 - An empty or missing `bounds_imcoords` (`""`, `"[]"`) is skipped as `missing_coordinates`, and a
