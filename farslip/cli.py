@@ -29,6 +29,18 @@ def configure_logging(verbose: bool) -> None:
             handler.addFilter(lambda record: record.name != "root" or record.levelno >= logging.WARNING)
 
 
+# Errors that come from the user's data, settings or machine; the CLI prints their message, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, RuntimeError)
+
+
+def fail(error: BaseException, verbose: bool) -> None:
+    """Print `error: MESSAGE` and exit with status 2; with --verbose, log the traceback first."""
+    if verbose:
+        logger.exception("%s", error)
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
 @app.command()
 def train(
     config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="YAML recipe, e.g. configs/stage2.yaml."),
@@ -52,7 +64,13 @@ def train(
         cfg = load_config(config, extra)
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from error
-    run_training(cfg, resume=resume)
+    try:
+        run_training(cfg, resume=resume)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; continue from the last checkpoint with --resume (output: {cfg.train.out_dir})", err=True)
+        raise typer.Exit(130)
+    except USER_ERRORS as error:
+        fail(error, verbose)
 
 
 @app.command()
@@ -75,9 +93,17 @@ def export(
             typer.echo(f"error: no checkpoint found in {checkpoint}; pass a run folder or a step-NNNNNNNN folder", err=True)
             raise typer.Exit(2)
         checkpoint = found
-    name = export_checkpoint(checkpoint, out)
+    if out.suffix != ".safetensors" or out.is_dir():
+        typer.echo(f"error: --out {out} must be a file name ending in .safetensors, such as {out.with_suffix('.safetensors').name}", err=True)
+        raise typer.Exit(2)
+    try:
+        name = export_checkpoint(checkpoint, out)
+    except USER_ERRORS as error:
+        fail(error, verbose)
     config_file = out.parent / f"{name}.json"
     register = f"open_clip.add_model_config({str(config_file)!r}), then " if config_file.is_file() else ""
+    if name.startswith("FarSLIP-Tiny"):
+        register = "`import farslip.model` (it registers FarSLIP-Tiny), then " + register
     typer.echo(f"wrote {out}; load it with {register}open_clip.create_model_and_transforms({name!r}, pretrained={str(out)!r})")
 
 

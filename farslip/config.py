@@ -307,6 +307,23 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"invalid value for {option}: {rule}, got {value!r}. Fix: {fix}.")
 
 
+def unused_loss_weights(config: TrainConfig) -> list[str]:
+    """Return a message for each loss weight whose loss the data settings never let the trainer compute."""
+    objective, data = config.objective, config.data
+    messages = []
+    if objective.w_distill > 0 and data.local_views == 0:
+        messages.append(
+            f"objective.w_distill is {objective.w_distill} but data.local_views is 0, so no distill_loss is computed; "
+            "set data.local_views to 1 or more, or objective.w_distill to 0"
+        )
+    if objective.w_region > 0 and data.max_regions == 0:
+        messages.append(
+            f"objective.w_region is {objective.w_region} but data.max_regions is 0, so no region_loss is computed; "
+            "set data.max_regions to 1 or more, or objective.w_region to 0"
+        )
+    return messages
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Return the config as plain YAML-safe data (tuples become lists)."""
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from farslip.longclip import LONG_CONTEXT
-from farslip.model import FarSLIPModel, ModelConfig, build_model, load_weights, read_model_config, text_tower
+from farslip.model import FarSLIPModel, ModelConfig, build_model, load_weights, make_readable, read_model_config, text_tower
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def export_checkpoint(
     cfg = model_config or read_model_config(weights)
     if cfg is None:
         raise ValueError(
-            f"{weights} stores no model config; pass model_config (architecture, long_clip, force_quick_gelu)"
+            f"{weights} has no model configuration in its metadata, so it was not written by `farslip train`; "
+            "export a run or checkpoint folder, or call export_checkpoint with model_config=ModelConfig(...)"
         )
 
     model = build_model(replace(cfg, pretrained=None))
@@ -94,6 +95,7 @@ def export_checkpoint(
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file(open_clip_state_dict(model), str(out_file), metadata={"format": "pt"})
+    make_readable(out_file)
 
     name = export_model_name(cfg)
     if name != cfg.name:

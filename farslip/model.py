@@ -284,6 +284,14 @@ def save_weights(model: FarSLIPModel, path: str | os.PathLike) -> None:
     """Write the model's state dict as safetensors, with its ModelConfig in the file metadata."""
     state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
     save_file(state, str(path), metadata={CONFIG_METADATA_KEY: json.dumps(asdict(model.config))})
+    make_readable(path)
+
+
+def make_readable(path: str | os.PathLike) -> None:
+    """Give a written file the permissions the umask allows; safetensors creates files readable by the owner only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _positional_key(model: FarSLIPModel) -> str:

@@ -23,12 +23,13 @@ import numpy as np
 import open_clip
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from farslip import checkpoint
-from farslip.config import TrainConfig, dump_config
+from farslip.config import ConfigError, TrainConfig, dump_config, unused_loss_weights
 from farslip.data import RecordStream, ShardError, ViewSettings, make_loader
 from farslip.distributed import unwrap, world_info
 from farslip.model import build_model, load_weights
@@ -72,6 +73,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     final checkpoint, as an interrupted job would; the schedule still spans the full run.
     """
     device = init_distributed(cfg.train.device)
+    if not resume:
+        check_fresh_output(Path(cfg.train.out_dir))
     run = setup(cfg, device)
     if resume:
         restore(run)
@@ -282,11 +285,55 @@ def save(run: Run) -> None:
         dist.barrier()
 
 
+# Settings that may change between an interrupted run and its resumption without changing the losses.
+RESUMABLE_CHANGES = ("train.out_dir", "train.log_every", "train.device", "data.path", "data.num_workers", "checkpoint.", "validation.")
+
+
+def check_resumable(saved_yaml: str, cfg: TrainConfig, path: Path) -> None:
+    """Raise ConfigError when `cfg` differs from the checkpoint's settings in a way that breaks exact resume."""
+    saved = _flatten(yaml.safe_load(saved_yaml) or {})
+    current = _flatten(yaml.safe_load(dump_config(cfg)) or {})
+    changed = [
+        f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
+        for key in sorted(saved.keys() | current.keys())
+        if saved.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume would continue {path} with other settings, so it would not continue exactly: "
+            + "; ".join(changed)
+            + ". Resume with the checkpoint's settings (its config.yaml), or start a new run in another --out folder."
+        )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_fresh_output(out_dir: Path) -> None:
+    """Raise FileExistsError when a run without --resume would mix with checkpoints already in `out_dir`."""
+    newest = checkpoint.latest_checkpoint(out_dir)
+    if newest is not None:
+        raise FileExistsError(
+            f"{out_dir} already contains checkpoints (newest: {newest.name}); pass --resume to continue that run, "
+            "or choose an empty --out folder"
+        )
+
+
 def restore(run: Run) -> None:
     """Load the latest checkpoint of the run's output folder into `run`."""
     path = checkpoint.latest_checkpoint(run.out_dir)
     if path is None:
         raise FileNotFoundError(f"--resume found no checkpoint in {checkpoint.checkpoint_dir(run.out_dir)}; run without --resume to start fresh.")
+    config_file = path / checkpoint.CONFIG_FILE
+    if config_file.is_file():
+        check_resumable(config_file.read_text(encoding="utf-8"), run.cfg, path)
     state = checkpoint.load_state(path)
     load_weights(unwrap(run.model), path / checkpoint.WEIGHTS_FILE)
     run.optimizer.load_state_dict(state["optimizer"])
@@ -337,6 +384,8 @@ def log_summary(run: Run) -> None:
     info = world_info()
     if info.rank != 0:
         return
+    for message in unused_loss_weights(run.cfg):
+        logger.warning("%s", message)
     cfg, stream = run.cfg, run.stream
     layout = stream.layout
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
@@ -382,7 +431,9 @@ class RankZeroLogs:
         except ImportError:
             logger.info("tensorboard is not installed; writing %s only", self.path)
         else:
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            # On resume, events after the checkpoint's step came from the interrupted run and are purged.
+            purge_step = resumed_step + 1 if resumed_step else None
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge_step)
 
     def step(self, record: dict[str, Any], periodic: bool) -> None:
         if not self.enabled:

@@ -69,7 +69,7 @@ def test_export_without_stored_config(tmp_path):
     model = build_model(ModelConfig(name=TINY))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "bare.safetensors"))
 
-    with pytest.raises(ValueError, match="pass model_config"):
+    with pytest.raises(ValueError, match="model_config=ModelConfig"):
         export_checkpoint(tmp_path / "bare.safetensors", tmp_path / "out.safetensors")
 
     name = export_checkpoint(tmp_path / "bare.safetensors", tmp_path / "out.safetensors", ModelConfig(name=TINY))

@@ -173,3 +173,42 @@ def test_cli_bad_override(shards, tmp_path):
     result = CliRunner().invoke(app, ["train", "--config", str(CONFIGS / "tiny.yaml"), "--set", "optim.lr=fast"])
     assert result.exit_code != 0
     assert "optim.lr" in result.output
+
+
+def test_fresh_run_rejects_used_output(shards, tmp_path):
+    out = tmp_path / "run"
+    training.train(tiny_config(shards, out, "train.max_steps=2"))
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        training.train(tiny_config(shards, out, "train.max_steps=2"))
+
+
+def test_resume_rejects_changed_settings(shards, tmp_path):
+    out = tmp_path / "run"
+    training.train(tiny_config(shards, out, "train.max_steps=4", "checkpoint.every=2"), stop_after=2)
+
+    with pytest.raises(ValueError, match="optim.lr"):
+        training.train(tiny_config(shards, out, "train.max_steps=4", "checkpoint.every=2", "optim.lr=0.001"), resume=True)
+
+
+def test_cli_errors_without_traceback(shards, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", "--config", str(CONFIGS / "tiny.yaml"), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")])
+
+    assert missing.exit_code == 2
+    assert "error: no Parquet shards" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_cli_export_checks_suffix(shards, tmp_path):
+    out = tmp_path / "run"
+    training.train(tiny_config(shards, out, "train.max_steps=2"))
+    runner = CliRunner()
+
+    wrong = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "model.pt")])
+    right = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "model.safetensors")])
+
+    assert wrong.exit_code == 2
+    assert ".safetensors" in wrong.output
+    assert right.exit_code == 0, right.output
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o044 == 0o044

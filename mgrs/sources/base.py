@@ -83,6 +83,20 @@ class SceneAnnotations:
     exhaustive: bool = False
 
 
+def read_annotation_files(ref: SceneRef, kind: str, result: SceneAnnotations) -> Iterator[tuple[str, bytes]]:
+    """Yield (file, bytes) for each annotation file of `ref`; an unreadable file becomes a skip in `result`.
+
+    `kind` names the file in the skip message, such as "XML" or "label".
+    """
+    for file in ref.annotations:
+        try:
+            data = (Path(ref.root) / file).read_bytes()
+        except OSError as error:
+            result.skips.append(Skip("unreadable_annotation", file, f"cannot read the {kind} file: {error}"))
+            continue
+        yield file, data
+
+
 class Source:
     """Base class of the source adapters; subclasses set the class attributes and both methods."""
 

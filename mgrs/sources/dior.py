@@ -60,7 +60,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Iterator
 
-from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, register
+from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, read_annotation_files, register
 from mgrs.sources.dota import index_images, list_files, relative
 
 CLASSES = (
@@ -281,12 +281,7 @@ class DiorSource(Source):
 
     def load(self, ref: SceneRef) -> SceneAnnotations:
         result = SceneAnnotations(exhaustive=False)
-        for file in ref.annotations:
-            try:
-                data = (Path(ref.root) / file).read_bytes()
-            except OSError as error:
-                result.skips.append(Skip("unreadable_annotation", file, f"cannot read the XML file: {error}"))
-                continue
+        for file, data in read_annotation_files(ref, "XML", result):
             parsed = parse_annotation_xml(data, file, prefer_oriented=self.oriented)
             result.objects.extend(parsed.objects)
             result.skips.extend(parsed.skips)

@@ -61,7 +61,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Iterator
 
-from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, register
+from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, read_annotation_files, register
 from mgrs.sources.dota import index_images, list_files, relative
 
 CLASS_ID_PREFIX = "1000000"
@@ -311,12 +311,7 @@ class Hrsc2016Source(Source):
 
     def load(self, ref: SceneRef) -> SceneAnnotations:
         result = SceneAnnotations(exhaustive=False)
-        for file in ref.annotations:
-            try:
-                data = (Path(ref.root) / file).read_bytes()
-            except OSError as error:
-                result.skips.append(Skip("unreadable_annotation", file, f"cannot read the XML file: {error}"))
-                continue
+        for file, data in read_annotation_files(ref, "XML", result):
             parsed = parse_annotation_xml(data, file)
             result.objects.extend(parsed.objects)
             result.skips.extend(parsed.skips)

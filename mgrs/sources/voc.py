@@ -60,7 +60,7 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
-from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, register
+from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, read_annotation_files, register
 from mgrs.sources.dior import parse_annotation_xml
 from mgrs.sources.dota import index_images, list_files, relative
 
@@ -218,12 +218,7 @@ class VocSource(Source):
 
     def load(self, ref: SceneRef) -> SceneAnnotations:
         result = SceneAnnotations(exhaustive=False)
-        for file in ref.annotations:
-            try:
-                data = (Path(ref.root) / file).read_bytes()
-            except OSError as error:
-                result.skips.append(Skip("unreadable_annotation", file, f"cannot read the XML file: {error}"))
-                continue
+        for file, data in read_annotation_files(ref, "XML", result):
             parsed = parse_annotation_xml(data, file, prefer_oriented=False)
             result.objects.extend(parsed.objects)
             result.skips.extend(parsed.skips)
