@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/mgrs stats $(DEMO_OUT)
 	$(BIN)/mgrs preview $(DEMO_OUT) --out $(DEMO_OUT)/preview.png --count 12
 	rm -rf $(DEMO_RUN)
-	$(BIN)/farslip train --config configs/tiny.yaml --data $(DEMO_OUT) --out $(DEMO_RUN)
+	$(BIN)/farslip train --config configs/tiny.yaml --data $(DEMO_OUT) --out $(DEMO_RUN) --set data.split=train+trainval
 	$(BIN)/farslip export $(DEMO_RUN) --out $(DEMO_RUN)/farslip-tiny.safetensors
 	$(BIN)/farslip eval regions $(DEMO_OUT) --split validation --model $(DEMO_RUN) --device cpu --out $(DEMO_RUN)/eval
 

@@ -80,10 +80,18 @@ def find_files(path: str, split: str, data_format: str) -> tuple[fsspec.Abstract
 
     if root.endswith(".parquet"):
         return fs, [root], "parquet"
+    # Several splits read as one, as `datasets` writes them: "train+trainval".
+    files = []
+    for part in split.split("+"):
+        files.extend(_split_files(fs, root, path, part.strip()))
+    return fs, sorted(files), "parquet"
+
+
+def _split_files(fs: fsspec.AbstractFileSystem, root: str, path: str, split: str) -> list[str]:
     for pattern in (f"{root}/data/{split}-*.parquet", f"{root}/{split}-*.parquet"):
         files = sorted(fs.glob(pattern))
         if files:
-            return fs, files, "parquet"
+            return files
     raise ShardError(
         f"no Parquet shards of split {split!r} under data.path {path!r} (looked for "
         f"data/{split}-NNNNN-of-NNNNN.parquet); check data.path and the split name."

@@ -6,6 +6,7 @@ Importing this module registers the `FarSLIP-Tiny` architecture with open_clip (
 16 px patches, 2 layers of width 64 in each tower), used by tests and the CPU demo.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -217,6 +218,27 @@ def is_pretrained_file(pretrained: str | None) -> bool:
     return pretrained is not None and os.path.isfile(pretrained)
 
 
+WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
+
+
+@contextlib.contextmanager
+def _quiet_random_weights_warning(loading_file: bool):
+    """Drop open_clip's "initialized randomly" warning when the weights come from a file right after."""
+    if not loading_file:
+        yield
+        return
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def build_model(cfg: ModelConfig) -> FarSLIPModel:
     """Build the model and load its weights (open_clip tag, local file, or random for None).
 
@@ -225,6 +247,11 @@ def build_model(cfg: ModelConfig) -> FarSLIPModel:
     """
     tag = None
     if cfg.pretrained is not None and not is_pretrained_file(cfg.pretrained):
+        if "/" in cfg.pretrained or Path(cfg.pretrained).suffix in WEIGHT_SUFFIXES:
+            raise FileNotFoundError(
+                f"model.pretrained file {cfg.pretrained} not found; give the path of a checkpoint "
+                "(for example runs/stage1/checkpoints/step-NNNNNNNN/model.safetensors) or an open_clip tag"
+            )
         tags = open_clip.list_pretrained_tags_by_model(cfg.name)
         if cfg.pretrained not in tags:
             raise ValueError(
@@ -233,7 +260,8 @@ def build_model(cfg: ModelConfig) -> FarSLIPModel:
             )
         tag = cfg.pretrained
 
-    clip = open_clip.create_model(cfg.name, pretrained=tag, force_quick_gelu=cfg.force_quick_gelu)
+    with _quiet_random_weights_warning(loading_file=is_pretrained_file(cfg.pretrained)):
+        clip = open_clip.create_model(cfg.name, pretrained=tag, force_quick_gelu=cfg.force_quick_gelu)
     model = FarSLIPModel(clip, cfg)
     if is_pretrained_file(cfg.pretrained):
         load_weights(model, cfg.pretrained)

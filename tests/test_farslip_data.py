@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -296,3 +297,14 @@ def test_parquet_stage1_local_views(shards, settings):
     assert batch["local_images"].shape == (5, 4, 3, SIZE, SIZE)
     expected = torch.tensor([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5], [0, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]])
     assert torch.allclose(batch["local_boxes"][0], expected)
+
+
+def test_find_files_joins_splits(tmp_path):
+    from farslip.data import ShardError, find_files
+
+    root = write_dataset(tmp_path / "ds", {"train": 2, "trainval": 1})
+
+    _, files, _ = find_files(str(root), "train+trainval", "auto")
+    assert [Path(f).name for f in files] == ["train-00000-of-00001.parquet", "trainval-00000-of-00001.parquet"]
+    with pytest.raises(ShardError, match="'test'"):
+        find_files(str(root), "train+test", "auto")
