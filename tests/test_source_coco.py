@@ -39,7 +39,31 @@ def test_scan_finds_images_and_splits(fake):
 
 def test_scan_skips_are_counted(fake):
     _, skips = scan(fake["root"])
-    assert sorted((s.reason, s.unit, s.file) for s in skips) == fake["scan_skips"]
+    # A missing image file is one annotation skip per image entry, as a label file without its
+    # image is in the other formats; the fake still lists the image skip it used to give.
+    expected = [skip for skip in fake["scan_skips"] if skip != ("missing_image", "image", "P0404.png")]
+    assert sorted((s.reason, s.unit, s.file) for s in skips) == expected
+
+
+def test_missing_image_one_skip_per_entry(tmp_path):
+    images = [{"id": 1, "file_name": "absent.png"}, {"id": 2, "file_name": "here.png"}]
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [5, 5, 4, 4]},
+        {"id": 3, "image_id": 9, "category_id": 1, "bbox": [1, 1, 4, 4]},
+        {"id": 4, "image_id": 9, "category_id": 1, "bbox": [5, 5, 4, 4]},
+        {"id": 5, "image_id": 9, "category_id": 1, "bbox": [9, 9, 4, 4]},
+    ]
+    data = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "ship"}]}
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "here.png").write_bytes(b"")
+    (tmp_path / "train.json").write_text(json.dumps(data), encoding="utf-8")
+
+    refs, skips = scan(tmp_path)
+    assert sorted(refs) == ["here"]
+    assert [(s.reason, s.unit, s.file) for s in skips] == [("missing_image", "annotation", "train.json")] * 2
+    assert "2 annotations" in skips[0].detail and "absent.png" in skips[0].detail
+    assert "3 annotations" in skips[1].detail and "image_id 9" in skips[1].detail
 
 
 def test_file_names_outside_root_rejected():

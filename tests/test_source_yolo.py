@@ -102,3 +102,16 @@ def test_build_end_to_end(fake, tmp_path):
     assert rows["yolo/val/c"]["regions"][0]["bbox"] == [32.0, 0.0, 64.0, 32.0]
     assert rows["yolo-obb/train/d"]["regions"][0]["polygon"] == [16.0, 8.0, 32.0, 8.0, 32.0, 24.0, 16.0, 24.0]
     assert NAMES[2] == rows["yolo/val/c"]["regions"][0]["source_category"]
+
+
+def test_orphan_label_one_annotation_skip(fake, tmp_path):
+    _, skips = scan("yolo", fake["detect"]["root"])
+    assert [(s.reason, s.unit) for s in skips] == [("missing_image", "annotation")]
+
+    report = build(BuildConfig(sources=[SourceSpec("yolo", str(fake["detect"]["root"]))]), tmp_path / "out").report
+    # The orphan label file is a planning skip: in `planned.skipped`, not in `annotations_read`.
+    assert report["planned"]["skipped"]["annotation"] == {"missing_image": 1}
+    assert report["skipped"]["annotation"]["missing_image"] == 1
+    load_skips = sum(report["skipped"]["annotation"].values()) - sum(report["planned"]["skipped"]["annotation"].values())
+    assert report["annotations_read"] == report["annotations_placed"] + load_skips
+    assert report["annotations_read"] == 8

@@ -25,7 +25,11 @@ def verify_source_command(
     path: Path = typer.Argument(..., help="Folder the source download was unpacked to."),
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Folder of source manifests (default: manifests/sources)."),
 ) -> None:
-    """Check a raw download against its manifest. Exits 1 and lists what is missing or different."""
+    """Check that the format's adapter reads a raw download, and compare it with the manifest.
+
+    Exits 1 when the adapter rejects the layout or finds no image, or when a verified count or checksum
+    differs. A split absent from a partial download is only a warning.
+    """
     from mgrs.verify import ManifestError, verify_source
 
     try:
@@ -40,6 +44,6 @@ def verify_source_command(
         label = {None: "[green]ok[/green]", "warning": "[yellow]warning[/yellow]", "error": "[red]problem[/red]"}[check.severity]
         console.print(f"  {label} {escape(check.message)}", markup=True, highlight=False)
     if result.problems:
-        error_console.print(f"{len(result.problems)} problems: the download is incomplete or differs from the manifest.")
+        error_console.print(f"{len(result.problems)} problems: the build cannot read this folder as {name}, or it differs from the manifest.")
         raise typer.Exit(1)
-    console.print(f"{path}: matches the {name} manifest ({len(result.warnings)} warnings).", highlight=False)
+    console.print(f"{path}: readable as {name}, no problems ({len(result.warnings)} warnings).", highlight=False)

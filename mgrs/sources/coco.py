@@ -11,8 +11,11 @@ Each image's `file_name` is looked up, in this order, below the JSON file's fold
 sub-folder, the folder named after the split word in the JSON file name (`train2017/`), PATH and
 PATH/images/. A `file_name` must stay inside that folder: absolute paths, drive letters and `..`
 components are skipped as `unsafe_file_name`, whether or not such a file exists. Back slashes are
-read as folder separators. An image entry whose file is not found is skipped as `missing_image`, and
-each of its annotations too.
+read as folder separators. An image entry whose file is not found, and a group of annotations whose
+`image_id` has no entry, are each one `missing_image` skip of unit annotation (with the number of
+annotations in the message), as a label file without its image is in the other formats. The other
+unusable image entries (`missing_file_name`, `unsafe_file_name`, `duplicate_image`) are one image
+skip plus one annotation skip per annotation.
 
 Split: the first of trainval, train, validation, valid, val, test found as a word in the JSON file's
 stem (`instances_train2017`, `iSAID_val`), else in the name of its folder, else "train".
@@ -341,8 +344,11 @@ class CocoSource(Source):
                 continue
             image_path = next((r / name for r in image_roots if (r / name).is_file()), None)
             if image_path is None:
+                # As with a label file without its image in the other formats: one annotation skip per
+                # image entry, because no image was read.
                 searched = ", ".join(f"{(r.relative_to(root).as_posix() or '.')}/" for r in image_roots)
-                yield from self._lost(file, f"image {file_name!r} not found in {searched}", "missing_image", annotations, image=file_name)
+                detail = f"image {file_name!r} (id {image_id!r}) not found in {searched}; its {len(annotations)} annotations are not read"
+                yield Skip("missing_image", file, detail, ANNOTATION)
                 continue
             image = image_path.relative_to(root).as_posix()
             if image in seen_images:
@@ -358,8 +364,9 @@ class CocoSource(Source):
             yield SceneRef(self.name, native_id, str(root), image, (file,), split, meta)
 
         for image_id in sorted(set(by_image) - known_ids, key=repr):
-            for annotation in by_image[image_id]:
-                yield Skip("missing_image", file, f"annotation {annotation.get('id', '?')}: image_id {image_id!r} is not in `images`", ANNOTATION)
+            ids = ", ".join(str(annotation.get("id", "?")) for annotation in by_image[image_id][:5])
+            detail = f"image_id {image_id!r} is not in `images`; its {len(by_image[image_id])} annotations (ids {ids}) are not read"
+            yield Skip("missing_image", file, detail, ANNOTATION)
 
     @staticmethod
     def _lost(file: str, detail: str, reason: str, annotations: list[dict], image: str | None = None) -> Iterator[Skip]:
