@@ -69,7 +69,7 @@ def _redact(text: str) -> str:
 
 
 def translate(error: BaseException, repo_id: str | None = None, revision: str | None = None) -> HubError:
-    """Return a HubError that says in plain words what went wrong and how to fix it."""
+    """Return a HubError whose message states in plain words what failed and how to fix it."""
     import httpx2
     from huggingface_hub import errors
 

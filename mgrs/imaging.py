@@ -151,7 +151,7 @@ def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
 
 
 def keeps_original_bytes(loaded: LoadedImage) -> bool:
-    """Whether the raw file can be stored as it is: 8-bit RGB in PNG, JPEG or WebP."""
+    """Return whether the raw file can be stored as it is: 8-bit RGB in PNG, JPEG or WebP."""
     return not loaded.converted and loaded.format in KEEP_FORMATS
 
 

@@ -63,7 +63,7 @@ class SourceSpec:
 
 @dataclass
 class TilingConfig:
-    """How scenes larger than `size` are cut into overlapping tiles."""
+    """Tiling of scenes larger than `size` into overlapping tiles."""
 
     size: int = 800
     overlap: int = 200
@@ -140,14 +140,14 @@ class DedupConfig:
 
 @dataclass
 class CaptionerConfig:
-    """Which captioner writes the global captions; every field but `kind` applies to `openai` only."""
+    """The captioner of the global captions. Every field but `kind` applies to `openai` only."""
 
     # `template` writes captions offline from the regions; `openai` asks an OpenAI-compatible
     # chat-completions server with image input.
     kind: str = "template"
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = None
-    # Name of the environment variable that holds the API key; the key itself never enters a recipe.
+    # Name of the environment variable that contains the API key. The key itself never enters a recipe.
     api_key_env: str = "OPENAI_API_KEY"
     # Seconds one request may take.
     timeout: float = 120.0
