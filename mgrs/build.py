@@ -24,7 +24,7 @@ from mgrs.captions.openai import CaptioningReport
 from mgrs.captions.quality import dataset_quality
 from mgrs.convert import SceneConverter, SceneResult
 from mgrs.plan import Plan, PlannedScene, ShardPlan, make_plan, make_sources, shard_name
-from mgrs.recaption import recaption_rows
+from mgrs.recaption import no_model_captions, recaption_rows
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
 from mgrs.shards import read_stats, state_dir, stats_path, write_json_atomic, write_shard, write_stats
@@ -67,7 +67,8 @@ def build(
 
     `progress(event, n)` is called with ("total", number of scenes) once and ("advance", 1) per scene.
     Raises BuildError when nothing could be read, when `out` contains another build and `overwrite` is
-    off, or when more than `max_skip_rate` of the images were skipped (after writing the report).
+    off, or when more than `max_skip_rate` of the images were skipped or a server captioner gave no
+    record model captions (both after writing the report).
     """
     config.validate()
     out = Path(out)
@@ -122,7 +123,21 @@ def build(
     if not shard_stats:
         raise BuildError(f"no records were written: every record was skipped; see the skip reasons in {out / REPORT_FILE}")
     _check_skip_rate(config, tally.images_read, tally, "in the build")
+    _check_model_captions(config, out, report, [stats for shard, stats in all_stats if shard.name in written])
     return BuildResult(out, plan, report, shards_written=written, shards_kept=sorted(done))
+
+
+def _check_model_captions(config: BuildConfig, out: Path, report: dict, written_stats: list[dict]) -> None:
+    """Raise BuildError when a server captioner gave model captions to no record of this run or of the dataset."""
+    if runs_in_workers(config.captioner):
+        return
+    this_run = CaptioningReport()
+    for stats in written_stats:
+        this_run.add(CaptioningReport.from_dict(stats.get("captioning") or {}))
+    whole = CaptioningReport.from_dict(report["captioning"])
+    message = no_model_captions(config.captioner, this_run, out) or no_model_captions(config.captioner, whole, out)
+    if message is not None:
+        raise BuildError(message)
 
 
 def _write_missing_shards(config, plan, out, fingerprint, done, taxonomy, workers, progress, row_captioner) -> list[str]:

@@ -7,7 +7,8 @@ and `caption_source` change. The source folder is only read.
 
 A recaption into a folder that holds the same recaption (same source shards, same captioner output
 settings) resumes: shards that have a stats file are kept. Finished captions of an interrupted shard
-come from the captioner's cache.
+come from the captioner's cache. With `overwrite`, the folder is emptied first and every shard is
+written again (captions still come from the cache where it has them).
 """
 
 from __future__ import annotations
@@ -48,10 +49,31 @@ class RecaptionError(RuntimeError):
 
 @dataclass
 class RecaptionResult:
+    """The written dataset: `report` covers every shard, `captioning` only the shards this run wrote."""
+
     out: Path
     report: dict[str, Any]
     shards_written: list[str] = field(default_factory=list)
     shards_kept: list[str] = field(default_factory=list)
+    captioning: CaptioningReport = field(default_factory=CaptioningReport)
+
+
+def no_model_captions(config: CaptionerConfig, run: CaptioningReport, out: Path) -> str | None:
+    """Return an error message when a server captioner gave no record model captions, else None.
+
+    `run` covers one run or a whole dataset. Records served from the cache count as model captions, so
+    the message comes only when every record in `run` needed a request and fell back to template captions.
+    """
+    fallbacks = sum(run.fallbacks.values())
+    if config.kind == "template" or run.records == 0 or fallbacks < run.records:
+        return None
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in run.fallbacks.most_common())
+    return (
+        f"no record got model captions: all {run.records} records fell back to template captions because "
+        f"their requests to {config.base_url} failed ({reasons}). {out} is written and valid but holds "
+        f"template captions only; check that the server at {config.base_url} is running and serves "
+        f"{config.model}, then run again with --overwrite"
+    )
 
 
 def record_from_row(row: dict[str, Any]) -> Record:
@@ -132,7 +154,9 @@ def recaption_dataset(
 
     `progress(event, n)` gets ("total", number of records) once and ("advance", n) as records finish.
     Raises RecaptionError for a missing source, an `out` inside or equal to the source, or an `out`
-    holding something else while `overwrite` is off.
+    holding something else while `overwrite` is off. Without `overwrite`, a folder that contains this
+    recaption resumes; with it, the folder is emptied and every shard is written again. Also raises
+    RecaptionError, after writing the dataset, when a server captioner gave no record model captions.
     """
     source = Path(source).resolve()
     out = Path(out).resolve()
@@ -161,6 +185,7 @@ def recaption_dataset(
             progress("advance", kept_rows)
 
     written: list[str] = []
+    this_run = CaptioningReport()
     captioner = make_captioner(captioner_config)
     try:
         for name in shards:
@@ -173,6 +198,7 @@ def recaption_dataset(
             stats["fingerprint"] = fingerprint
             stats["captioning"] = shard_report.to_dict()
             write_stats(out, name, stats)
+            this_run.add(shard_report)
             written.append(name)
             logger.info("recaptioned %s (%d records)", name, stats["rows"])
     finally:
@@ -183,7 +209,11 @@ def recaption_dataset(
     report = _report(out, source, source_report, config, shards, fingerprint)
     write_json_atomic(out / REPORT_FILE, report)
     write_card(out, config, report, load_taxonomy(config.categories.taxonomy))
-    return RecaptionResult(out, report, shards_written=written, shards_kept=sorted(done))
+    whole = CaptioningReport.from_dict(report["captioning"])
+    message = no_model_captions(captioner_config, this_run, out) or no_model_captions(captioner_config, whole, out)
+    if message is not None:
+        raise RecaptionError(message)
+    return RecaptionResult(out, report, shards_written=written, shards_kept=sorted(done), captioning=this_run)
 
 
 def _source_shards(source: Path) -> list[str]:
@@ -240,10 +270,10 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
         previous = None
         if state.is_file():
             previous = json.loads(state.read_text(encoding="utf-8")).get("fingerprint")
-        if previous != fingerprint:
-            if not overwrite:
-                raise RecaptionError(f"{out} already contains other files; pass --overwrite to replace it, or choose an empty --out folder")
-            logger.warning("replacing the contents of %s", out)
+        if previous != fingerprint and not overwrite:
+            raise RecaptionError(f"{out} already contains other files; pass --overwrite to replace it, or choose an empty --out folder")
+        if overwrite:
+            logger.warning("--overwrite: deleting the contents of %s and recaptioning every shard", out)
             shutil.rmtree(out)
     state_dir(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(state, {"fingerprint": fingerprint, "tool": f"mgrs {__version__}"})

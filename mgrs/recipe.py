@@ -160,7 +160,7 @@ class CaptionerConfig:
     max_retries: int = 3
     # Seconds before the first retry; each further retry waits twice as long (at most 60 s).
     retry_backoff: float = 1.0
-    prompt_version: str = "v1"
+    prompt_version: str = "v2"
     # Cache file (DuckDB); null means `mgrs/captions.duckdb` under $XDG_CACHE_HOME or ~/.cache.
     cache: str | None = None
 

@@ -11,6 +11,7 @@ import pytest
 
 from mgrs.captions.cache import CaptionCache
 from mgrs.captions.openai import CaptionerError, InvalidResponse, OpenAICaptioner, parse_captions
+from mgrs.captions.prompts import load_prompt
 from mgrs.captions.template import TemplateCaptioner
 from mgrs.recipe import CaptionerConfig, RecipeError
 from tests.chat_server import ChatServer, echo_captions
@@ -57,7 +58,7 @@ def test_success_echoes_objects(server, records, tmp_path):
     assert report.fallbacks == {}
     by_image = {hashlib.sha256(record.image_bytes).hexdigest()[:12]: record for record in records}
     for record, outcome in zip(records, outcomes):
-        assert outcome.source == "openai:test-vlm:prompt-v1"
+        assert outcome.source == "openai:test-vlm:prompt-v2"
         checksum = hashlib.sha256(record.image_bytes).hexdigest()[:12]
         assert checksum in outcome.captions.long
         assert by_image[checksum] is record
@@ -85,8 +86,44 @@ def test_prompt_lists_objects_and_gsd(server, records, tmp_path):
 
     text = server.bodies[0]["messages"][1]["content"][0]["text"]
     assert "ground sample distance is about" in text
-    assert f"{record.width} x {record.height} pixel" in text
+    assert f"The attached overhead image measures {record.width} × {record.height} pixels." in text
     assert "- 1 " in text or "- 2 " in text or "- 3 " in text or "- 4 " in text
+
+
+def test_default_prompt_is_v2():
+    assert CaptionerConfig().prompt_version == "v2"
+
+
+@pytest.mark.parametrize("version, sentence", [
+    ("v1", "The attached image is a 800 x 800 pixel overhead image."),
+    ("v2", "The attached overhead image measures 800 × 800 pixels."),
+])
+def test_prompt_versions_keep_their_wording(records, version, sentence):
+    record = records[0]
+    record.width = record.height = 800
+    user = load_prompt(version).render(record, False).user
+
+    assert user.splitlines()[0] == sentence
+
+
+def test_tokens_count_rejected_replies(server, records, tmp_path):
+    server.behaviours = ["missing"]
+    outcomes, report = run(make_config(server, tmp_path, max_concurrency=1, max_retries=1), records[:1])
+
+    assert server.requests == 2
+    assert report.failed_requests == {"missing_caption": 1}
+    assert outcomes[0].source.startswith("openai:")
+    assert report.prompt_tokens == 200
+    assert report.completion_tokens == 80
+
+
+def test_tokens_count_fallback_replies(server, records, tmp_path):
+    server.default = "refusal"
+    outcomes, report = run(make_config(server, tmp_path, max_retries=0), records[:2])
+
+    assert report.fallbacks == {"refusal": 2}
+    assert report.prompt_tokens == 200
+    assert report.completion_tokens == 80
 
 
 def test_no_key_sends_no_authorization(server, records, tmp_path, monkeypatch):

@@ -205,3 +205,110 @@ def test_cli_commands(dataset, tmp_path):
     assert missing.exit_code == 2
     # Rich wraps long lines at the console width, so compare with the line breaks removed.
     assert "not found" in " ".join(missing.output.split())
+
+
+def write_items(path: Path, items: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return path
+
+
+def test_import_nothing_valid_lists_reasons(tmp_path):
+    release = write_items(tmp_path / "bad2.json", [{"global_filepath": 3}, {"brief_caption": "x"}, 5])
+    out = tmp_path / "out"
+
+    with pytest.raises(InteropError) as error:
+        import_release(release, out)
+
+    assert str(error.value) == (
+        "none of the 3 items in bad2.json could be imported: item 0: global_filepath is 3, not a path string; "
+        "item 1: global_filepath is missing; item 2: not a JSON object but a number"
+    )
+    assert not out.exists()
+
+
+def test_import_error_lists_five_reasons(tmp_path):
+    release = write_items(tmp_path / "many.json", [{"segment": []} for _ in range(8)])
+
+    with pytest.raises(InteropError) as error:
+        import_release(release, tmp_path / "out")
+
+    message = str(error.value)
+    assert message.startswith("none of the 8 items in many.json could be imported: item 0: global_filepath is missing;")
+    assert "item 4: global_filepath is missing; and 3 more" in message
+    assert "item 5" not in message
+
+
+def test_import_empty_list(tmp_path):
+    with pytest.raises(InteropError, match="empty.json contains no items"):
+        import_release(write_items(tmp_path / "empty.json", []), tmp_path / "out")
+
+
+def test_import_no_readable_image_writes_nothing(tmp_path):
+    release = write_items(tmp_path / "release" / "r.json", [
+        {"global_filepath": "imgs/missing.png", "segment": []},
+        {"global_filepath": "../outside.png", "segment": []},
+    ])
+    out = tmp_path / "out"
+    out.mkdir()
+
+    with pytest.raises(InteropError) as error:
+        import_release(release, out)
+
+    message = str(error.value)
+    assert message.startswith("none of the 2 items in r.json could be imported: item 0: ")
+    assert "missing.png" in message
+    assert "item 1: global_filepath '../outside.png' leaves" in message
+    assert list(out.iterdir()) == []
+
+
+def test_cli_import_error_carries_reasons(tmp_path):
+    release = write_items(tmp_path / "bad.json", [{"brief_caption": "x"}])
+
+    quiet = runner.invoke(app, ["import-release", str(release), "--out", str(tmp_path / "out")])
+    verbose = runner.invoke(app, ["-v", "import-release", str(release), "--out", str(tmp_path / "out")])
+
+    assert quiet.exit_code == 2
+    assert "none of the 1 item in bad.json could be imported: item 0: global_filepath is missing" in " ".join(quiet.output.split())
+    assert verbose.exit_code == 2
+    assert "skipped bad.json item 0 (missing_global_filepath)" in " ".join(verbose.output.split())
+
+
+def test_import_partial_skips_in_report(tmp_path):
+    release = write_release(tmp_path / "release")
+    import_release(release, tmp_path / "out")
+
+    written = json.loads((tmp_path / "out" / "build-report.json").read_text(encoding="utf-8"))
+    examples = written["examples"]["image"]
+    assert written["skipped"]["image"] == {"image_outside_root": 1, "missing_image": 1}
+    assert examples["image_outside_root"] == ["mgrs200k.json item 3: global_filepath '../outside.png' leaves " + str(tmp_path / "release")]
+    assert examples["missing_image"][0].startswith("mgrs200k.json item 2: ")
+
+
+def test_cli_reconcile_exit_status(dataset, exported, tmp_path):
+    perturbed = tmp_path / "perturbed"
+    shutil.copytree(exported, perturbed)
+    items = json.loads((perturbed / "train.json").read_text(encoding="utf-8"))
+    (perturbed / "train.json").write_text(json.dumps(items[1:]), encoding="utf-8")
+
+    same = runner.invoke(app, ["reconcile", str(dataset), str(exported)])
+    differs = runner.invoke(app, ["reconcile", str(dataset), str(perturbed)])
+    differs_json = runner.invoke(app, ["reconcile", str(dataset), str(perturbed), "--json"])
+    failed = runner.invoke(app, ["reconcile", str(dataset), str(tmp_path / "nowhere")])
+
+    assert same.exit_code == 0, same.output
+    assert "perfect match" in same.output
+    assert differs.exit_code == 1, differs.output
+    assert "differences found" in differs.output
+    assert differs_json.exit_code == 1
+    assert json.loads(differs_json.output)["perfect"] is False
+    assert failed.exit_code == 2
+
+
+def test_cli_reconcile_labels_threshold(dataset, exported):
+    result = runner.invoke(app, ["reconcile", str(dataset), str(exported), "--min-iou", "0.7"], terminal_width=200)
+
+    lines = result.output.splitlines()
+    assert any("IoU threshold (--min-iou)" in line and "0.7" in line for line in lines)
+    assert any("IoU min (measured)" in line and "1.0" in line for line in lines)
+    assert not any("min iou" in line for line in lines)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from mgrs.build import build
+from mgrs.build import BuildError, build
 from mgrs.captions.template import TemplateCaptioner
 from mgrs.cli import app
 from mgrs.recaption import RecaptionError, recaption_dataset
@@ -77,7 +79,7 @@ def test_recaption_with_server(source, server, tmp_path):
 
     assert server.requests == 8
     sources = {row["caption_source"] for rows in shard_rows(result.out).values() for row in rows}
-    assert sources == {"openai:test-vlm:prompt-v1"}
+    assert sources == {"openai:test-vlm:prompt-v2"}
     assert result.report["captioning"]["requests"] == 8
     assert validate_dataset(result.out) == []
 
@@ -136,8 +138,90 @@ def test_cli_caption_error_is_one_line(source, tmp_path):
     result = CliRunner().invoke(app, ["caption", str(source), "--out", str(tmp_path / "o"), "--captioner", "openai"])
 
     assert result.exit_code == 2
-    assert "captioner.model" in result.output
+    assert "error: --model is not set" in result.output
+    assert "captioner.model" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_caption_rerun_summary(source, server, tmp_path):
+    arguments = [
+        "caption", str(source), "--out", str(tmp_path / "out"), "--captioner", "openai",
+        "--base-url", server.base_url, "--model", "test-vlm", "--cache", str(tmp_path / "cache.duckdb"),
+    ]
+    first = CliRunner().invoke(app, arguments)
+    server.reset_counts()
+    second = CliRunner().invoke(app, arguments)
+    # Rich wraps long lines at the console width, so compare with the line breaks removed.
+    first_text, second_text = " ".join(first.output.split()), " ".join(second.output.split())
+
+    assert first.exit_code == 0, first.output
+    assert "4 shards written and 0 kept from an earlier run; this run sent 8 requests for 8 records" in first_text
+    assert second.exit_code == 0, second.output
+    assert server.requests == 0
+    assert "0 shards written and 4 kept from an earlier run; this run sent 0 requests." in second_text
+    assert "Whole dataset: 8 records, 8 requests, 0 fallbacks." in second_text
+
+
+def test_recaption_overwrite_rewrites_shards(source, server, tmp_path):
+    recaption_dataset(source, tmp_path / "out", server_config(server, tmp_path))
+    (tmp_path / "out" / "notes.txt").write_text("left from before")
+    server.reset_counts()
+    again = recaption_dataset(source, tmp_path / "out", server_config(server, tmp_path), overwrite=True)
+
+    assert len(again.shards_written) == 4
+    assert again.shards_kept == []
+    assert not (tmp_path / "out" / "notes.txt").exists()
+    # Captions still come from the cache: --overwrite rewrites the folder, not the cache.
+    assert server.requests == 0
+    assert again.captioning.cache_hits == 8
+
+
+def test_recaption_all_fallbacks_fails(source, server, tmp_path):
+    server.default = "500"
+    config = server_config(server, tmp_path, max_retries=0)
+
+    with pytest.raises(RecaptionError) as error:
+        recaption_dataset(source, tmp_path / "out", config)
+    server.reset_counts()
+    with pytest.raises(RecaptionError) as rerun:
+        recaption_dataset(source, tmp_path / "out", config)
+
+    message = str(error.value)
+    assert "all 8 records fell back to template captions" in message
+    assert server.base_url in message
+    assert "server_error: 8" in message
+    assert "--overwrite" in message
+    assert validate_dataset(tmp_path / "out") == []
+    # The rerun keeps the shards of template captions, so it still fails without sending a request.
+    assert server.requests == 0
+    assert "all 8 records fell back" in str(rerun.value)
+
+
+def test_recaption_some_fallbacks_pass(source, server, tmp_path):
+    rows = shard_rows(source)
+    first_image = next(iter(rows.values()))[0]["image"]["bytes"]
+    server.fail_images = {hashlib.sha256(first_image).hexdigest(): "500"}
+    result = recaption_dataset(source, tmp_path / "out", server_config(server, tmp_path, max_retries=0))
+
+    assert result.captioning.fallbacks == {"server_error": 1}
+    assert result.report["captioning"]["fallbacks"] == {"server_error": 1}
+
+
+def test_cli_caption_all_fallbacks_exit_2(source, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(app, [
+        "caption", str(source), "--out", str(tmp_path / "out"), "--captioner", "openai",
+        "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "test-vlm", "--max-retries", "0",
+        "--cache", str(tmp_path / "cache.duckdb"),
+    ])
+    text = " ".join(result.output.split())
+
+    assert result.exit_code == 2
+    assert f"requests to http://127.0.0.1:{port}/v1 failed (connection_error: 8)" in text
+    assert "is written and valid" in text
+    assert validate_dataset(tmp_path / "out") == []
 
 
 def fake_build_config(root: Path, captioner: CaptionerConfig) -> BuildConfig:
@@ -160,6 +244,19 @@ def test_build_template_has_quality_report(tmp_path):
     assert "captioning" not in result.report
 
 
+def test_build_all_fallbacks_fails(server, tmp_path):
+    make_dota(tmp_path / "dota", seed=0)
+    server.default = "500"
+
+    with pytest.raises(BuildError, match="no record got model captions") as error:
+        build(fake_build_config(tmp_path / "dota", server_config(server, tmp_path, max_retries=0)), tmp_path / "out")
+
+    assert server.base_url in str(error.value)
+    report = json.loads((tmp_path / "out" / "build-report.json").read_text())
+    assert sum(report["captioning"]["fallbacks"].values()) == report["captioning"]["records"] > 0
+    assert validate_dataset(tmp_path / "out") == []
+
+
 @pytest.mark.slow
 def test_build_with_server_same_bytes_any_workers(server, tmp_path):
     make_dota(tmp_path / "dota", seed=0)
@@ -174,6 +271,6 @@ def test_build_with_server_same_bytes_any_workers(server, tmp_path):
     assert tree_digest(one.out / "data") == tree_digest(two.out / "data")
     assert one.report["captioning"]["requests"] == records
     assert two.report["captioning"]["cache_hits"] == records
-    assert one.report["caption_quality"]["caption_sources"] == {"openai:test-vlm:prompt-v1": records}
+    assert one.report["caption_quality"]["caption_sources"] == {"openai:test-vlm:prompt-v2": records}
     assert "cache" not in one.report["settings"]["captioner"]
     assert validate_dataset(one.out) == []

@@ -124,6 +124,12 @@ def parse_completion(body: Any) -> ParsedResponse:
     return ParsedResponse(captions, _token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens")))
 
 
+def reported_tokens(body: Any) -> tuple[int, int]:
+    """Return the prompt and completion tokens in a response body's `usage`, 0 for what it leaves out."""
+    usage = body.get("usage") if isinstance(body, dict) and isinstance(body.get("usage"), dict) else {}
+    return _token_count(usage.get("prompt_tokens")) or 0, _token_count(usage.get("completion_tokens")) or 0
+
+
 def message_text(content: Any) -> str:
     """Return the text of a message content given as a string or as a list of typed parts."""
     if isinstance(content, str):
@@ -213,6 +219,7 @@ class CaptioningReport:
     failed_requests: Counter = field(default_factory=Counter)
     # Records that got the template captions after every request for them failed, by last reason.
     fallbacks: Counter = field(default_factory=Counter)
+    # Tokens of every reply that reported usage, rejected replies included; cache hits add none.
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # Wall-clock seconds spent captioning.
@@ -288,6 +295,8 @@ class _Attempts:
     requests: int = 0
     retries: int = 0
     failures: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class OpenAICaptioner(Captioner):
@@ -432,6 +441,8 @@ class OpenAICaptioner(Captioner):
                     report.requests += result.requests
                     report.retries += result.retries
                     report.failed_requests.update(result.failures)
+                    report.prompt_tokens += result.prompt_tokens
+                    report.completion_tokens += result.completion_tokens
                     if result.parsed is None:
                         failed[request.key] = result
                         failed_in_a_row += 1
@@ -456,8 +467,6 @@ class OpenAICaptioner(Captioner):
         entry = CachedCaptions(parsed.captions.short, parsed.captions.long, parsed.prompt_tokens, parsed.completion_tokens)
         cached[request.key] = entry
         self.cache.put(request.key, entry, request.image_sha256, self.prompt.version, self.config.model, self.parameters)
-        report.prompt_tokens += parsed.prompt_tokens or 0
-        report.completion_tokens += parsed.completion_tokens or 0
 
     def _attempt_all(self, request: _Request) -> _Attempts:
         """Send one request with retries; runs in a pool thread and raises CaptionerError on fatal answers."""
@@ -497,10 +506,15 @@ class OpenAICaptioner(Captioner):
                 return result
 
             try:
-                result.parsed = parse_completion(response.json())
+                body = response.json()
             except json.JSONDecodeError as error:
                 self._fail(result, "malformed_response", f"the body is not JSON ({error}): {_snippet(response.text)}")
                 continue
+            prompt_tokens, completion_tokens = reported_tokens(body)
+            result.prompt_tokens += prompt_tokens
+            result.completion_tokens += completion_tokens
+            try:
+                result.parsed = parse_completion(body)
             except InvalidResponse as error:
                 self._fail(result, error.reason, error.detail)
                 continue

@@ -1,7 +1,7 @@
 """Grounded prompts for model captioners, read from versioned template files.
 
 A prompt version is a file `mgrs/captions/prompts/<version>.txt` with a system message and a user
-message (see the comments in `v1.txt`). The user message is filled with the record's objects, one line
+message (see the comments at the top of each file). The user message is filled with the record's objects, one line
 per category in plain words: its exact count, its size relative to the image, its spacing and its
 place in a 3 x 3 grid. The ground sample distance follows when it is known. The
 version goes into `caption_source`, so a new wording must be a new file, never an edit of a released one.

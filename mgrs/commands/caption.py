@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from mgrs.recaption import RecaptionResult
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +35,15 @@ def caption(
     retry_backoff: Optional[float] = typer.Option(None, "--retry-backoff", help="Seconds before the first retry; doubles with each retry."),
     prompt_version: Optional[str] = typer.Option(None, "--prompt-version", help="Prompt template version, a file name in mgrs/captions/prompts/."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Caption cache file (DuckDB)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace other contents of --out."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the contents of --out and recaption every shard; without it, a rerun keeps finished shards.",
+    ),
 ) -> None:
-    """Recaption a dataset into a new folder: same rows and shards, new short and long captions."""
+    """Recaption a dataset into a new folder: same rows and shards, new short and long captions.
+
+    Exits with 2 on an error, and also when a server captioner gave no record model captions (the
+    output is still written, with template captions).
+    """
     from mgrs.captions.cache import CacheError
     from mgrs.captions.openai import CaptionerError
     from mgrs.captions.prompts import PromptError
@@ -62,6 +71,9 @@ def caption(
         for name, value in overrides.items():
             if value is not None:
                 setattr(config, name, value)
+        if config.kind == "openai" and not config.model:
+            where = f" (or captioner.model in {recipe})" if recipe is not None else ""
+            _fail(f"--model is not set; name the model the server serves, for example --model Qwen/Qwen2-VL-7B-Instruct{where}")
 
         with _progress() as progress:
             task = progress.add_task("captioning records", total=None)
@@ -76,10 +88,25 @@ def caption(
     except (RecipeError, RecaptionError, CaptionerError, CacheError, PromptError) as error:
         _fail(str(error))
 
-    captioning = result.report["captioning"]
-    fallbacks = sum(captioning["fallbacks"].values())
-    console.print(
-        f"Recaptioned {dataset} into {out}: {captioning['records']} records "
-        f"({captioning['cache_hits']} from the cache, {captioning['requests']} requests, {captioning['retries']} retries, "
-        f"{fallbacks} fell back to template captions), {len(result.shards_written)} shards written, {len(result.shards_kept)} kept."
+    console.print(f"Recaptioned {dataset} into {out}: {summary(result)}")
+
+
+def summary(result: RecaptionResult) -> str:
+    """Return what this run did, then the totals of the whole dataset, which include kept shards."""
+    from mgrs.cli import _count
+
+    run = result.captioning
+    text = (
+        f"{_count(len(result.shards_written), 'shard')} written and {len(result.shards_kept)} kept from an earlier run; "
+        f"this run sent {_count(run.requests, 'request')}"
+    )
+    if run.records:
+        text += (
+            f" for {_count(run.records, 'record')} ({run.cache_hits} from the cache, {run.retries} {'retry' if run.retries == 1 else 'retries'}, "
+            f"{sum(run.fallbacks.values())} fell back to template captions)"
+        )
+    total = result.report["captioning"]
+    return (
+        f"{text}. Whole dataset: {_count(total['records'], 'record')}, {_count(total['requests'], 'request')}, "
+        f"{_count(sum(total['fallbacks'].values()), 'fallback')}."
     )

@@ -14,6 +14,18 @@ from rich.table import Table
 
 logger = logging.getLogger(__name__)
 
+# Exit statuses of `mgrs reconcile`, like diff(1): a perfect match, differences found, an error.
+EXIT_MATCH = 0
+EXIT_DIFFERENCES = 1
+EXIT_ERROR = 2
+# Table labels of keys whose plain spelling would be confused with another row.
+MEASURE_LABELS = {
+    "iou_threshold": "IoU threshold (--min-iou)",
+    "iou_mean": "IoU mean (measured)",
+    "iou_median": "IoU median (measured)",
+    "iou_min": "IoU min (measured)",
+}
+
 console = Console()
 error_console = Console(stderr=True)
 
@@ -58,7 +70,10 @@ def reconcile_command(
     max_examples: int = typer.Option(20, "--max-examples", min=0, help="Entries shown per list of differences."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
-    """Match records by perceptual hash and report matched, missing and extra images, box IoU, categories and captions."""
+    """Match records by perceptual hash and report matched, missing and extra images, box IoU, categories and captions.
+
+    Exits with 0 on a perfect match, 1 when differences were found and 2 on an error.
+    """
     from mgrs.interop.layout import InteropError
     from mgrs.interop.reconcile import ReconcileOptions, reconcile
 
@@ -71,11 +86,12 @@ def reconcile_command(
         _fail(str(error))
     if as_json:
         console.print_json(json.dumps(result))
-        return
-    for table in _tables(result):
-        console.print(table)
-    verdict = "[green]perfect match[/green]" if result["perfect"] else "[yellow]differences found[/yellow]"
-    console.print(f"Result: {verdict}")
+    else:
+        for table in _tables(result):
+            console.print(table)
+        verdict = "[green]perfect match[/green]" if result["perfect"] else "[yellow]differences found[/yellow] (exit status 1)"
+        console.print(f"Result: {verdict}")
+    raise typer.Exit(EXIT_MATCH if result["perfect"] else EXIT_DIFFERENCES)
 
 
 def _tables(result: dict) -> list[Table]:
@@ -85,7 +101,7 @@ def _tables(result: dict) -> list[Table]:
         table.add_column("measure")
         table.add_column("value", justify="right")
         for key, value in section.items():
-            table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+            table.add_row(MEASURE_LABELS.get(key, key.replace("_", " ")), "-" if value is None else str(value))
         tables.append(table)
 
     categories = result["categories"]
@@ -128,4 +144,4 @@ def _tables(result: dict) -> list[Table]:
 
 def _fail(message: str) -> None:
     error_console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_ERROR)

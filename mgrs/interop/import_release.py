@@ -6,7 +6,8 @@ Each item becomes one record and each segment one region. Reference keys map to 
 as they were. Every other key is kept in the record's `extra`: item keys under `release_fields`, segment
 keys under `release_segment_fields` (by region index). A segment whose `cap` equals the default template
 is listed in `extra.template_cap_segments`, because the region caption alone cannot tell it apart from a
-segment without `cap`. Items that cannot become a record are counted skips with the reason.
+segment without `cap`. Items that cannot become a record are counted skips with the reason. When no
+item becomes a record, the import writes nothing and raises InteropError listing the first reasons.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,7 +39,7 @@ from mgrs.plan import shard_name
 from mgrs.recipe import BuildConfig
 from mgrs.report import Tally
 from mgrs.schema import Record, Region, Tile
-from mgrs.shards import write_json_atomic, write_shard
+from mgrs.shards import state_dir, write_json_atomic, write_shard
 from mgrs.sources.base import ANNOTATION, IMAGE, Skip
 from mgrs.taxonomy import load_taxonomy
 
@@ -70,6 +72,8 @@ class _Pending:
     item: dict[str, Any]
     file: str
     root: Path
+    # (index of the JSON file, index of the item in it), the order in which problems are listed.
+    position: tuple[int, int]
 
 
 def import_release(path: Path, out: Path, options: ImportOptions | None = None) -> dict[str, Any]:
@@ -78,12 +82,14 @@ def import_release(path: Path, out: Path, options: ImportOptions | None = None) 
     if options.rows_per_shard <= 0:
         raise InteropError(f"--rows-per-shard is {options.rows_per_shard}; use a positive number of records")
     out = Path(out)
-    _check_out(out, options.overwrite)
-
+    files = release_files(path)
     tally = Tally()
-    pending = _collect(release_files(path), options, tally)
+    problems = _Problems(files)
+    pending = _collect(files, options, tally, problems)
     if not pending:
-        raise InteropError(f"no item of {path} could be imported; see the skip reasons with -v")
+        raise InteropError(problems.nothing_imported(path))
+    was_empty = not out.exists() or not any(out.iterdir())
+    _check_out(out, options.overwrite)
 
     shards = []
     by_split: dict[str, list[_Pending]] = {}
@@ -94,11 +100,15 @@ def import_release(path: Path, out: Path, options: ImportOptions | None = None) 
         count = max(1, -(-len(entries) // options.rows_per_shard))
         for index in range(count):
             chunk = entries[index * options.rows_per_shard : (index + 1) * options.rows_per_shard]
-            rows = [row for entry in chunk if (row := _row(entry, options, tally)) is not None]
+            rows = [row for entry in chunk if (row := _row(entry, options, tally, problems)) is not None]
             name = shard_name(split, index, count)
             stats = write_shard(out, name, rows, ROW_GROUP_BYTES)
             shards.append({key: stats[key] for key in ("file", "rows", "regions", "bytes", "sha256")})
             logger.info("wrote %s (%d records)", name, stats["rows"])
+
+    if not any(shard["rows"] for shard in shards):
+        _remove_output(out, shards, was_empty)
+        raise InteropError(problems.nothing_imported(path))
 
     config = BuildConfig(name=f"{options.source} (imported)")
     report = _report(path, options, tally, shards)
@@ -116,24 +126,92 @@ def _check_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _collect(files: list[Path], options: ImportOptions, tally: Tally) -> list[_Pending]:
+class _Problems:
+    """Skip reasons of items, listed in input order by the error raised when no item can be imported."""
+
+    # Reasons quoted in that error; the rest are counted as "and N more".
+    MAX_LISTED = 5
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+        self.items = 0
+        self.entries: list[tuple[tuple[int, int], str]] = []
+
+    def skip(self, tally: Tally, skip: Skip, position: tuple[int, int]) -> None:
+        """Count an item that did not become a record, and log it at DEBUG."""
+        tally.skip(skip)
+        label = skip.file.split(" ", 1)[1] if len(self.files) == 1 else skip.file
+        self.entries.append((position, f"{label}: {skip.detail}"))
+        logger.debug("skipped %s (%s): %s", skip.file, skip.reason, skip.detail)
+
+    def nothing_imported(self, path: Path) -> str:
+        """Return the error message for a release of which no item became a record."""
+        where = self.files[0].name if len(self.files) == 1 else f"the {len(self.files)} JSON files of {path}"
+        if not self.items:
+            return f"{where} contains no items; give a JSON list of items with global_filepath and segment"
+        entries = [text for _, text in sorted(self.entries)]
+        listed = "; ".join(entries[: self.MAX_LISTED])
+        if len(entries) > self.MAX_LISTED:
+            listed += f"; and {len(entries) - self.MAX_LISTED} more"
+        count = "the 1 item" if self.items == 1 else f"the {self.items} items"
+        return f"none of {count} in {where} could be imported: {listed}"
+
+
+def _collect(files: list[Path], options: ImportOptions, tally: Tally, problems: _Problems) -> list[_Pending]:
     pending: list[_Pending] = []
     seen: set[str] = set()
-    for file in files:
+    for file_index, file in enumerate(files):
         root = Path(options.images) if options.images is not None else file.parent
         for number, item in enumerate(load_items(file)):
+            problems.items += 1
             where = f"{file.name} item {number}"
-            if not isinstance(item, dict) or not isinstance(item.get("global_filepath"), str):
-                tally.skip(Skip("missing_global_filepath", where, "item is not an object with a global_filepath string", IMAGE))
+            position = (file_index, number)
+            problem = _item_problem(item)
+            if problem is not None:
+                problems.skip(tally, Skip(problem[0], where, problem[1], IMAGE), position)
                 continue
             image_id = item["image_id"] if isinstance(item.get("image_id"), str) else _release_id(options.source, item["global_filepath"])
             if image_id in seen:
-                tally.skip(Skip("duplicate_image_id", where, f"id {image_id} is already used", IMAGE))
+                problems.skip(tally, Skip("duplicate_image_id", where, f"image_id {image_id} is already used by an earlier item", IMAGE), position)
                 continue
             seen.add(image_id)
             split = item["split"] if isinstance(item.get("split"), str) and item["split"] else options.split
-            pending.append(_Pending(image_id, split, item, where, root))
+            pending.append(_Pending(image_id, split, item, where, root, position))
     return pending
+
+
+def _item_problem(item: Any) -> tuple[str, str] | None:
+    """Return the skip reason and detail of an item that cannot name its image, or None."""
+    if not isinstance(item, dict):
+        return "invalid_item", f"not a JSON object but {_json_kind(item)}"
+    if "global_filepath" not in item:
+        return "missing_global_filepath", "global_filepath is missing"
+    if not isinstance(item["global_filepath"], str) or not item["global_filepath"]:
+        return "missing_global_filepath", f"global_filepath is {item['global_filepath']!r}, not a path string"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    """Return the JSON name of a decoded value with its article, such as "an array"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else f"a {type(value).__name__}"
+
+
+def _remove_output(out: Path, shards: list[dict[str, Any]], was_empty: bool) -> None:
+    """Delete what an import in which no item became a record wrote, so that a rerun needs no --overwrite."""
+    if was_empty:
+        for folder in (out / "data", state_dir(out)):
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    for shard in shards:
+        (out / shard["file"]).unlink(missing_ok=True)
 
 
 def _release_id(source: str, global_filepath: str) -> str:
@@ -141,16 +219,16 @@ def _release_id(source: str, global_filepath: str) -> str:
     return f"{source}/{PurePosixPath(global_filepath).with_suffix('').as_posix()}"
 
 
-def _row(entry: _Pending, options: ImportOptions, tally: Tally) -> dict[str, Any] | None:
+def _row(entry: _Pending, options: ImportOptions, tally: Tally, problems: _Problems) -> dict[str, Any] | None:
     item = entry.item
     image_path = resolve_image(entry.root, item["global_filepath"])
     if image_path is None:
-        tally.skip(Skip("image_outside_root", entry.file, f"global_filepath {item['global_filepath']!r} leaves {entry.root}", IMAGE))
+        problems.skip(tally, Skip("image_outside_root", entry.file, f"global_filepath {item['global_filepath']!r} leaves {entry.root}", IMAGE), entry.position)
         return None
     try:
         loaded = load_rgb(image_path)
     except ImageReadError as error:
-        tally.skip(Skip(error.reason, entry.file, str(error), IMAGE))
+        problems.skip(tally, Skip(error.reason, entry.file, str(error), IMAGE), entry.position)
         return None
 
     tally.images_read += 1

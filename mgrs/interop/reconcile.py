@@ -265,7 +265,7 @@ def _summary(ours, release, pairs, extra, missing, stats: _Stats, options, ours_
             "matched": matched_regions,
             "only_ours": len(stats.only_ours),
             "only_release": len(stats.only_release),
-            "min_iou": options.min_iou,
+            "iou_threshold": options.min_iou,
             "iou_mean": _round(statistics.fmean(stats.iou)) if stats.iou else None,
             "iou_median": _round(statistics.median(stats.iou)) if stats.iou else None,
             "iou_min": _round(min(stats.iou)) if stats.iou else None,
