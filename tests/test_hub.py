@@ -372,3 +372,15 @@ def test_private_repo_and_branch(hub, dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     hidden = runner.invoke(app, ["pull", REPO, "--revision", "v1", "--out", str(tmp_path / "anon")])
     assert hidden.exit_code == 2 and "private" in said(hidden)
+
+
+def test_export_farslip_reads_hub_path(hub, dataset, tmp_path):
+    push(dataset, REPO)
+
+    from_hub = runner.invoke(app, ["export-farslip", f"hf://datasets/{REPO}", "--out", str(tmp_path / "hub-json")])
+    local = runner.invoke(app, ["export-farslip", str(dataset), "--out", str(tmp_path / "local-json")])
+
+    assert from_hub.exit_code == 0, said(from_hub)
+    assert local.exit_code == 0, said(local)
+    for name in sorted(p.name for p in (tmp_path / "local-json").glob("*.json")):
+        assert (tmp_path / "hub-json" / name).read_bytes() == (tmp_path / "local-json" / name).read_bytes()

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def export_farslip_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder (the one that contains data/)."),
+    dataset: str = typer.Argument(..., help="Dataset folder (the one that contains data/) or hf://datasets/OWNER/NAME[@REV]."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <split>.json and images/; give it to the trainer as the image root."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an export that is already in --out."),
 ) -> None:

@@ -33,14 +33,14 @@ class ExportSummary:
     images_bytes: int = 0
 
 
-def export_farslip(dataset: Path, out: Path, overwrite: bool = False) -> ExportSummary:
-    """Write `out/<split>.json` and `out/images/` from the shards of `dataset`.
+def export_farslip(dataset: Path | str, out: Path, overwrite: bool = False) -> ExportSummary:
+    """Write `out/<split>.json` and `out/images/` from the shards of `dataset` (a folder or an hf:// path).
 
     Raises InteropError when a category name has two ids (or an id two names), because the reference
     trainer groups positives by `category_id` across the whole file, or when `out` already holds an
     export and `overwrite` is off.
     """
-    dataset, out = Path(dataset), Path(out)
+    out = Path(out)
     _check_out(out, overwrite)
     _check_category_ids(dataset)
 

@@ -45,9 +45,11 @@ def template_caption(category: str) -> str:
     return REGION_TEMPLATE.format(category=category)
 
 
-def find_shards(root: Path) -> list[Path]:
-    """Return the Parquet shards of a dataset folder in name order; raises InteropError when there are none."""
-    shards = sorted((Path(root) / "data").glob("*.parquet"))
+def find_shards(root: Path | str) -> list[Any]:
+    """Return the Parquet shards of a dataset folder or hf:// path in name order; raises InteropError when there are none."""
+    from mgrs.hub_paths import dataset_path
+
+    shards = sorted((dataset_path(root) / "data").glob("*.parquet"))
     if not shards:
         raise InteropError(f"{root} contains no data/*.parquet shards; give a dataset folder written by `mgrs build`")
     return shards
@@ -59,8 +61,10 @@ def is_dataset_folder(path: Path) -> bool:
 
 def iter_rows(root: Path, batch_size: int = 64, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Yield every row of a dataset folder (or only `columns` of it) as a dict, without loading a whole shard."""
+    from mgrs.hub_paths import parquet_source
+
     for shard in find_shards(root):
-        parquet = pq.ParquetFile(shard)
+        parquet = pq.ParquetFile(parquet_source(shard))
         for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
             yield from batch.to_pylist()
 
