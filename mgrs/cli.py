@@ -188,10 +188,11 @@ def categories(
     except (FileNotFoundError, TaxonomyError) as error:
         _fail(str(error))
     table = Table(title=f"Categories ({loaded.path})")
-    for column in ("id", "name", "level", "coarse parent"):
-        table.add_column(column)
+    for column in ("id", "name", "level", "coarse parent", "aliases"):
+        table.add_column(column, overflow="fold")
     for category in loaded.categories(granularity):
-        table.add_row(str(category.id), category.name, category.level, category.parent or "")
+        aliases = ", ".join(alias for alias in category.aliases if alias != category.name)
+        table.add_row(str(category.id), category.name, category.level, category.parent or "", aliases)
     console.print(table)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +33,8 @@ class Category:
     name: str
     level: str
     parent: str | None = None
+    # Spellings found in the sources, as written in the taxonomy file (for display; lookups normalise).
+    aliases: tuple[str, ...] = field(default=(), compare=False)
 
 
 class TaxonomyError(ValueError):
@@ -81,6 +83,7 @@ class Taxonomy:
                 name=str(entry["name"]),
                 level=str(entry.get("level", COARSE)),
                 parent=entry.get("parent"),
+                aliases=tuple(str(alias) for alias in entry.get("aliases", [])),
             )
             if category.id in seen_ids:
                 raise TaxonomyError(f"{path}: category id {category.id} is used twice; give each category its own id")

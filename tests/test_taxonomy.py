@@ -413,3 +413,11 @@ def test_shipped_aliases_do_not_collide():
         for suffix in ("s", "es"):
             other = owner.get(key + suffix)
             assert other in (None, name), f"{key + suffix!r} is {other!r} but reads as a plural of {name!r}"
+
+
+def test_category_keeps_alias_spellings():
+    load_taxonomy.cache_clear()
+    category = load_taxonomy().by_name["small vehicle"]
+
+    assert "Small_Vehicle" in category.aliases
+    assert "small-vehicle" in category.aliases
