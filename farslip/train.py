@@ -185,10 +185,16 @@ def init_distributed(device_option: str) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Return the precision `auto` stands for on `device`: bf16 on GPUs, fp32 on the CPU."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 def make_autocast(precision: str, device: torch.device) -> tuple[Callable[[], ContextManager], bool]:
     """Return the autocast context factory and whether a gradient scaler is needed (fp16)."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext, False
     if device.type != "cuda":
@@ -394,11 +400,12 @@ def log_summary(run: Run) -> None:
         cfg.model.name, cfg.data.path, len(stream.reader.files), len(stream.block_rows), stream.num_rows, layout.rows_per_epoch,
     )
     logger.info(
-        "%d ranks x %d workers, batch %d per rank x %d accumulation = global batch %d; %d steps per epoch, %d steps in total (from step %d)",
+        "%d ranks x %d workers, batch %d per rank x %d accumulation = global batch %d; steps: %d per epoch, %d in total (from step %d)",
         info.world_size, layout.workers, cfg.data.batch_size, cfg.optim.accum_steps,
         cfg.data.batch_size * info.world_size * cfg.optim.accum_steps, len(stream) // cfg.optim.accum_steps, run.total_steps, run.step,
     )
-    logger.info("device %s, precision %s, %.2fM trainable parameters, output %s", run.device, cfg.train.precision, trainable / 1e6, run.out_dir)
+    precision = resolve_precision(cfg.train.precision, run.device)
+    logger.info("device %s, precision %s, %.2fM trainable parameters, output %s", run.device, precision, trainable / 1e6, run.out_dir)
     if cfg.objective.w_region > 0 and cfg.data.max_regions == 0:
         logger.warning("objective.w_region is %s but data.max_regions is 0, so no region loss is computed", cfg.objective.w_region)
     if cfg.objective.w_distill > 0 and cfg.data.local_views == 0:
