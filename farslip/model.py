@@ -222,9 +222,9 @@ WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
 
 
 @contextlib.contextmanager
-def _quiet_random_weights_warning(loading_file: bool):
-    """Drop open_clip's "initialized randomly" warning when the weights come from a file right after."""
-    if not loading_file:
+def _quiet_random_weights_warning(quiet: bool):
+    """Drop open_clip's "initialized randomly" warning while `quiet`; the caller reports the weights itself."""
+    if not quiet:
         yield
         return
 
@@ -260,7 +260,9 @@ def build_model(cfg: ModelConfig) -> FarSLIPModel:
             )
         tag = cfg.pretrained
 
-    with _quiet_random_weights_warning(loading_file=is_pretrained_file(cfg.pretrained)):
+    # Without a tag the weights come from a file right after or from a checkpoint on resume, so open_clip's
+    # warning about random weights would mislead; the summary line below names the weights instead.
+    with _quiet_random_weights_warning(quiet=tag is None):
         clip = open_clip.create_model(cfg.name, pretrained=tag, force_quick_gelu=cfg.force_quick_gelu)
     model = FarSLIPModel(clip, cfg)
     if is_pretrained_file(cfg.pretrained):
@@ -268,7 +270,7 @@ def build_model(cfg: ModelConfig) -> FarSLIPModel:
     logger.info(
         "built %s (weights: %s, quick_gelu=%s, long_clip=%s, dense=%s)",
         cfg.name,
-        cfg.pretrained or "random",
+        cfg.pretrained or "random until a checkpoint is loaded",
         cfg.force_quick_gelu,
         cfg.long_clip,
         cfg.dense,

@@ -78,6 +78,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None)
     run = setup(cfg, device)
     if resume:
         restore(run)
+        if run.step >= run.total_steps:
+            logger.info("the run in %s is already complete at step %d; nothing to resume", run.out_dir, run.step)
+            return run
     log_summary(run)
     logs = RankZeroLogs(run.out_dir, enabled=world_info().rank == 0, resumed_step=run.step)
     progress = tqdm(total=run.total_steps, initial=run.step, disable=None if logs.enabled else True, desc="train")

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "build-report.json"
 # Skip reasons of files that are not images, left out of the skip rate.
 NOT_IMAGE_REASONS = {"unsupported_file"}
+# Image skips after which the record is still written (without regions).
+RECORD_KEPT_REASONS = {"missing_mask", "mask_size_mismatch"}
 PLAN_FILE = "plan.json"
 
 
@@ -81,11 +83,11 @@ def build(
         len(plan.shards),
         plan.estimated_bytes / 1e6,
     )
-    if dry_run:
-        return BuildResult(out, plan, _report(config, plan, plan.tally, [], ""))
-    if not plan.scenes:
+    if not plan.scenes and not dry_run:
         raise BuildError(_nothing_read_message(config, plan))
     _check_skip_rate(config, len(plan.scenes), plan.tally, "while planning")
+    if dry_run:
+        return BuildResult(out, plan, _report(config, plan, plan.tally, [], ""))
 
     fingerprint = plan.fingerprint(config.fingerprint())
     _prepare_folder(out, fingerprint, overwrite)
@@ -122,7 +124,9 @@ def build(
     write_card(out, config, report, taxonomy)
     if not shard_stats:
         raise BuildError(f"no records were written: every record was skipped; see the skip reasons in {out / REPORT_FILE}")
-    _check_skip_rate(config, tally.images_read, tally, "in the build")
+    # Images that failed while converting are in `images_read` and among the skips, so the base is
+    # the planned scenes.
+    _check_skip_rate(config, len(plan.scenes), tally, "in the build", plan_skips=plan.tally)
     _check_model_captions(config, out, report, [stats for shard, stats in all_stats if shard.name in written])
     return BuildResult(out, plan, report, shards_written=written, shards_kept=sorted(done))
 
@@ -330,22 +334,38 @@ def _public_settings(config: BuildConfig) -> dict[str, Any]:
     return settings
 
 
-def _check_skip_rate(config: BuildConfig, images_used: int, tally: Tally, when: str) -> None:
+def _check_skip_rate(config: BuildConfig, scenes: int, tally: Tally, when: str, plan_skips: Tally | None = None) -> None:
     """Raise BuildError when the share of skipped images is above `max_skip_rate`.
 
-    Files that are not images at all (`unsupported_file`) do not count.
+    The share is skipped images over all images: the planned scenes plus the images skipped while
+    planning. Files that are not images at all (`unsupported_file`) do not count, and neither do image
+    skips that still leave a record (`missing_mask`, `mask_size_mismatch`).
     """
     if config.max_skip_rate is None:
         return
-    skipped = sum(count for reason, count in tally.skipped.get(IMAGE, {}).items() if reason not in NOT_IMAGE_REASONS)
-    if images_used + skipped == 0:
+    skipped = _counted_image_skips(tally)
+    planned_skips = _counted_image_skips(plan_skips if plan_skips is not None else tally)
+    total = scenes + planned_skips
+    if total == 0:
         return
-    rate = skipped / (images_used + skipped)
+    rate = skipped / total
     if rate > config.max_skip_rate:
-        raise BuildError(
-            f"{rate:.1%} of the images were skipped {when}, above max_skip_rate {config.max_skip_rate:.1%}; "
-            + (f"see the skip reasons in {REPORT_FILE}" if when != "while planning" else "run with --dry-run to list the skip reasons")
+        where = (
+            "run with --dry-run to list the skip reasons; nothing was written"
+            if when == "while planning"
+            else f"the output is left in place for inspection and the skip reasons are in {REPORT_FILE}"
         )
+        raise BuildError(
+            f"{skipped} of {total} images ({rate:.1%}) were skipped {when}, above max_skip_rate "
+            f"{config.max_skip_rate:.1%}; {where}"
+        )
+
+
+def _counted_image_skips(tally: Tally) -> int:
+    return sum(
+        count for reason, count in tally.skipped.get(IMAGE, {}).items()
+        if reason not in NOT_IMAGE_REASONS and reason not in RECORD_KEPT_REASONS
+    )
 
 
 def _nothing_read_message(config: BuildConfig, plan: Plan) -> str:

@@ -112,3 +112,25 @@ def test_max_skip_rate_checked_before_writing(tmp_path):
     with pytest.raises(BuildError, match="while planning"):
         build(config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_max_skip_rate_counts_truncated_image_once(tmp_path):
+    make_scene(tmp_path / "src", "A", QUAD)
+    make_scene(tmp_path / "src", "B", QUAD, seed=1)
+    image = tmp_path / "src" / "images" / "B.png"
+    image.write_bytes(image.read_bytes()[:200])
+    config = dota_config(tmp_path / "src")
+    config.max_skip_rate = 0.1
+
+    with pytest.raises(BuildError, match=r"1 of 2 images \(50.0%\) were skipped in the build"):
+        build(config, tmp_path / "out")
+
+
+def test_dry_run_checks_skip_rate(tmp_path):
+    make_scene(tmp_path / "src", "A", QUAD)
+    (tmp_path / "src" / "images" / "B.png").write_bytes(b"not a png")
+    config = dota_config(tmp_path / "src")
+    config.max_skip_rate = 0.1
+
+    with pytest.raises(BuildError, match="while planning"):
+        build(config, tmp_path / "out", dry_run=True)

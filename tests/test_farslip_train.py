@@ -212,3 +212,13 @@ def test_cli_export_checks_suffix(shards, tmp_path):
     assert ".safetensors" in wrong.output
     assert right.exit_code == 0, right.output
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o044 == 0o044
+
+
+def test_resume_of_finished_run_adds_nothing(shards, tmp_path):
+    out = tmp_path / "run"
+    training.train(tiny_config(shards, out, "train.max_steps=2"))
+    before = (out / "train.jsonl").read_text()
+
+    training.train(tiny_config(shards, out, "train.max_steps=2"), resume=True)
+
+    assert (out / "train.jsonl").read_text() == before
