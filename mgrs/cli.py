@@ -116,8 +116,8 @@ def build(
         return
     console.print(
         f"Built {out}: {_count(sum(report['records'].values()), 'record')} and {_count(report['regions'], 'region')} "
-        f"from {_count(report['images_read'], 'image')} ({_count(len(result.shards_written), 'shard')} written, "
-        f"{len(result.shards_kept)} kept)."
+        f"from {_count(report['images_read'], 'image')} in {_count(len(report['shards']), 'shard')} "
+        f"({len(result.shards_written)} written, {len(result.shards_kept)} kept)."
     )
     _print_skips(report)
 
@@ -180,9 +180,11 @@ def categories(
     granularity: Optional[str] = typer.Option(None, "--granularity", help="Show only categories written at this level: fine or coarse."),
     taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="Another categories.yaml."),
 ) -> None:
-    """Print the category taxonomy: ids, names, levels and parents."""
-    from mgrs.taxonomy import TaxonomyError, load_taxonomy
+    """Print the category taxonomy: ids, names, levels, coarse parents and aliases."""
+    from mgrs.taxonomy import GRANULARITIES, TaxonomyError, load_taxonomy
 
+    if granularity is not None and granularity not in GRANULARITIES:
+        _fail(f"--granularity is {granularity!r}; use fine or coarse")
     try:
         loaded = load_taxonomy(str(taxonomy) if taxonomy else None)
     except (FileNotFoundError, TaxonomyError) as error:
