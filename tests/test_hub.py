@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from conftest_shards import make_records, write_dataset
 from fake_hub import ENDPOINT, OWNER, READ_TOKEN, WRITE_TOKEN, FakeHub, install, uninstall
 from typer.testing import CliRunner

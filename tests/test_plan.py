@@ -106,7 +106,6 @@ def test_record_id_scenes_sort_together():
         "P0706-x": tiles,
         "P07060": tiles,
         "P0706_1": None,
-        "P0706": tiles,
         "P070": tiles,
         "P0706.": None,
     }

@@ -82,6 +82,13 @@ class SceneAnnotations:
     # Whether every object of the labelled classes is annotated; captions only claim absences then.
     exhaustive: bool = False
 
+    def add(self, parsed: SourceObject | Skip) -> None:
+        """Append a parsed object to `objects`, or a skip to `skips`."""
+        if isinstance(parsed, Skip):
+            self.skips.append(parsed)
+        else:
+            self.objects.append(parsed)
+
 
 def read_annotation_files(ref: SceneRef, kind: str, result: SceneAnnotations) -> Iterator[tuple[str, bytes]]:
     """Yield (file, bytes) for each annotation file of `ref`; an unreadable file becomes a skip in `result`.

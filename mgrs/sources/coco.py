@@ -66,7 +66,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
 from mgrs.sources.base import ANNOTATION, IMAGE, SceneAnnotations, SceneRef, Skip, Source, SourceObject, register
-from mgrs.sources.dota import parse_patch_name
+from mgrs.sources.dota import patch_meta
 
 logger = logging.getLogger(__name__)
 
@@ -357,10 +357,7 @@ class CocoSource(Source):
             seen_images[image] = f"{image_id!r} of {file}"
 
             native_id = str(name.with_suffix(""))
-            meta: dict[str, Any] = {"coco_image_id": image_id}
-            patch = parse_patch_name(name.stem)
-            if patch is not None:
-                meta["patch_of"] = patch
+            meta: dict[str, Any] = {"coco_image_id": image_id, **patch_meta(name.stem)}
             yield SceneRef(self.name, native_id, str(root), image, (file,), split, meta)
 
         for image_id in sorted(set(by_image) - known_ids, key=repr):

@@ -201,11 +201,7 @@ def parse_annotation_xml(data: bytes, file: str, prefer_oriented: bool) -> Scene
         return result
 
     for index, element in enumerate(root.findall("object"), start=1):
-        parsed = _parse_object(element, index, file, prefer_oriented)
-        if isinstance(parsed, Skip):
-            result.skips.append(parsed)
-        else:
-            result.objects.append(parsed)
+        result.add(_parse_object(element, index, file, prefer_oriented))
     return result
 
 

@@ -163,6 +163,35 @@ def find_split_folders(root: Path, markers: tuple[str, ...], format_name: str) -
     return splits
 
 
+def find_folders_containing(root: Path, marker: str, max_depth: int, skip_names: tuple[str, ...] = ()) -> list[Path]:
+    """Return the folders at most `max_depth` levels below `root` (root included) that contain `marker/`.
+
+    The search does not go below a folder that contains `marker/`, into hidden folders, or into folders
+    named in `skip_names`.
+    """
+    found = []
+    level = [root]
+    for _ in range(max_depth + 1):
+        next_level = []
+        for folder in level:
+            if (folder / marker).is_dir():
+                found.append(folder)
+                continue
+            next_level.extend(
+                child
+                for child in sorted(folder.iterdir())
+                if child.is_dir() and not child.name.startswith(".") and child.name not in skip_names
+            )
+        level = next_level
+    return sorted(found)
+
+
+def patch_meta(stem: str) -> dict:
+    """Return a SceneRef's `meta` for an image stem: `patch_of` when the stem is a split tool's patch name."""
+    patch = parse_patch_name(stem)
+    return {} if patch is None else {"patch_of": patch}
+
+
 def split_name(folder_name: str) -> str:
     """Return a split name the Hub accepts (letters, digits, underscores) for a split folder's name."""
     return re.sub(r"\W+", "_", folder_name.strip().lower()).strip("_") or DEFAULT_SPLIT
@@ -290,11 +319,7 @@ def parse_label_text(text: str, file: str) -> SceneAnnotations:
         if ":" in tokens[0]:
             _parse_header(line, number, file, result)
             continue
-        parsed = _parse_object(tokens, number, file)
-        if isinstance(parsed, Skip):
-            result.skips.append(parsed)
-        else:
-            result.objects.append(parsed)
+        result.add(_parse_object(tokens, number, file))
     return result
 
 
@@ -331,10 +356,6 @@ class DotaSource(Source):
                 yield Skip("missing_image", relative(label, root), detail, ANNOTATION)
                 continue
 
-            meta = {}
-            patch = parse_patch_name(stem)
-            if patch is not None:
-                meta["patch_of"] = patch
             yield SceneRef(
                 source=self.name,
                 native_id=stem,
@@ -342,7 +363,7 @@ class DotaSource(Source):
                 image=relative(image, root),
                 annotations=() if label is None else (relative(label, root),),
                 split=split,
-                meta=meta,
+                meta=patch_meta(stem),
             )
 
     def load(self, ref: SceneRef) -> SceneAnnotations:

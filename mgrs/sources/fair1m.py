@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, read_annotation_files, register
-from mgrs.sources.dota import index_images, list_files, relative
+from mgrs.sources.dota import find_folders_containing, index_images, list_files, relative
 
 CLASSES = {
     "ship": (
@@ -96,25 +96,6 @@ class _ObjectError(ValueError):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
-
-
-def find_image_folders(root: Path) -> list[Path]:
-    """Return the folders at most `MAX_DEPTH` levels below `root` (root included) that contain `images/`."""
-    found = []
-    level = [root]
-    for _ in range(MAX_DEPTH + 1):
-        next_level = []
-        for folder in level:
-            if (folder / IMAGE_DIR).is_dir():
-                found.append(folder)
-                continue
-            next_level.extend(
-                child
-                for child in sorted(folder.iterdir())
-                if child.is_dir() and not child.name.startswith(".") and child.name not in LABEL_DIRS
-            )
-        level = next_level
-    return sorted(found)
 
 
 def _parse_point(text: str | None, where: str) -> tuple[float, float]:
@@ -179,11 +160,7 @@ def parse_annotation_xml(data: bytes, file: str) -> SceneAnnotations:
     if origin:
         result.extra["origin"] = origin
     for index, element in enumerate(root.iter("object"), start=1):
-        parsed = _parse_object(element, index, file)
-        if isinstance(parsed, Skip):
-            result.skips.append(parsed)
-        else:
-            result.objects.append(parsed)
+        result.add(_parse_object(element, index, file))
     return result
 
 
@@ -204,7 +181,7 @@ class Fair1mSource(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"FAIR1M source folder {root} does not exist; check the PATH of the source")
-        folders = find_image_folders(root)
+        folders = find_folders_containing(root, IMAGE_DIR, MAX_DEPTH, skip_names=LABEL_DIRS)
         if not folders:
             raise FileNotFoundError(
                 f"FAIR1M source folder {root} has no {IMAGE_DIR}/ folder in it or up to {MAX_DEPTH} levels below; "

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mgrs.sources.base import ANNOTATION, SceneAnnotations, SceneRef, Skip, Source, SourceObject, read_annotation_files, register
-from mgrs.sources.dota import index_images, list_files, relative
+from mgrs.sources.dota import find_folders_containing, index_images, list_files, relative
 
 CLASS_ID_PREFIX = "1000000"
 CLASS_NAMES = {
@@ -240,20 +240,6 @@ def _read_image_sets(root: Path) -> dict[str, str]:
     return splits
 
 
-def _find_image_folders(root: Path) -> list[Path]:
-    found = []
-    level = [root]
-    for _ in range(MAX_DEPTH + 1):
-        next_level = []
-        for folder in level:
-            if (folder / IMAGE_DIR).is_dir():
-                found.append(folder)
-                continue
-            next_level.extend(c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith("."))
-        level = next_level
-    return sorted(found)
-
-
 @register
 class Hrsc2016Source(Source):
     """HRSC2016 XML files (`Annotations/*.xml`) paired with their BMP images (`AllImages/`)."""
@@ -271,7 +257,7 @@ class Hrsc2016Source(Source):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"HRSC2016 source folder {root} does not exist; check the PATH of the source")
-        folders = _find_image_folders(root)
+        folders = find_folders_containing(root, IMAGE_DIR, MAX_DEPTH)
         if not folders:
             raise FileNotFoundError(
                 f"HRSC2016 images not found: {root} has no {IMAGE_DIR}/ folder in it or up to {MAX_DEPTH} levels below; "

@@ -58,7 +58,7 @@ from PIL import Image, UnidentifiedImageError
 from shapely.geometry.base import BaseGeometry
 
 from mgrs.sources.base import ANNOTATION, IMAGE, SceneAnnotations, SceneRef, Skip, Source, SourceObject, register
-from mgrs.sources.dota import find_split_folders, index_images, list_files, parse_patch_name, relative
+from mgrs.sources.dota import find_split_folders, index_images, list_files, patch_meta, relative
 
 CLASS_COLOURS: dict[tuple[int, int, int], str] = {
     (0, 0, 63): "ship",
@@ -284,10 +284,6 @@ class IsaidSource(Source):
                         yield Skip("missing_image", relative(found[suffix], root), detail, ANNOTATION)
                 continue
 
-            meta = {}
-            patch = parse_patch_name(stem)
-            if patch is not None:
-                meta["patch_of"] = patch
             yield SceneRef(
                 source=self.name,
                 native_id=stem,
@@ -295,7 +291,7 @@ class IsaidSource(Source):
                 image=relative(image, root),
                 annotations=tuple(relative(found[suffix], root) for suffix in MASK_SUFFIXES if suffix in found),
                 split=split,
-                meta=meta,
+                meta=patch_meta(stem),
             )
 
     def load(self, ref: SceneRef) -> SceneAnnotations:

@@ -313,9 +313,5 @@ class XviewSource(Source):
                 result.skips.append(Skip("unreadable_annotation", file, f"cannot read the GeoJSON file: {error}"))
                 continue
             for feature in index.by_image.get(image_name, []):
-                parsed = _parse_feature(feature, file)
-                if isinstance(parsed, Skip):
-                    result.skips.append(parsed)
-                else:
-                    result.objects.append(parsed)
+                result.add(_parse_feature(feature, file))
         return result
