@@ -87,7 +87,7 @@ class SceneConverter:
         objects = self._resolve_objects(annotations, label_file, tally, ref.source)
         objects = self._merge_copies(objects, copies, annotations, tally)
         checksum = sha256_file(ref.image_path)
-        tiled = len(scene.windows) > 1 or scene.windows[0] != (0, 0, scene.width, scene.height)
+        tiled = scene.tiled
         for image_id, window in zip(scene.image_ids, scene.windows):
             regions = self._regions_in_window(objects, window, tally, tiled)
             if not regions and self.config.skip_empty:
@@ -178,9 +178,10 @@ class SceneConverter:
         granularity = self.config.categories.granularity
         repair = self.config.geometry.invalid_polygons == "repair"
 
+        source_format = self._format_of(source_name)
         for obj in annotations.objects:
             where = f"{obj.where} ({obj.label})" if obj.where else obj.label
-            category = self.taxonomy.resolve(obj.label, granularity, self._format_of(source_name))
+            category = self.taxonomy.resolve(obj.label, granularity, source_format)
             if category is None:
                 if unknown == "skip":
                     tally.skip(Skip("unknown_category", file, where))

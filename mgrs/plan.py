@@ -43,6 +43,10 @@ class PlannedScene:
     # Duplicates removed by deduplication, as (source index, ref); their annotations are merged into this scene.
     merged: list[tuple[int, SceneRef]] = field(default_factory=list)
 
+    @property
+    def tiled(self) -> bool:
+        return is_tiled(self.windows, self.width, self.height)
+
 
 @dataclass
 class ShardPlan:
@@ -83,6 +87,11 @@ class Plan:
 def shard_name(split: str, index: int, count: int) -> str:
     """Return the shard path relative to the dataset folder, in the layout the Hub reads."""
     return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def is_tiled(windows: list[tuple[int, int, int, int]], width: int, height: int) -> bool:
+    """Return whether the windows cut the image, rather than being one window over all of it."""
+    return len(windows) > 1 or windows[0] != (0, 0, width, height)
 
 
 def record_id(source: str, native_id: str, window: tuple[int, int, int, int] | None) -> str:
@@ -158,7 +167,7 @@ def _plan_scene(
         detail = f"{width}x{height} scene with {windows[0][2]}x{windows[0][3]} tiles above images.max_pixels ({config.images.max_pixels}); lower tiling.size"
         tally.skip(Skip("image_too_large", ref.image, detail, IMAGE))
         return None
-    tiled = len(windows) > 1 or windows[0] != (0, 0, width, height)
+    tiled = is_tiled(windows, width, height)
     ids = [record_id(ref.source, ref.native_id, window if tiled else None) for window in windows]
     split = _holdout_split(ref, config)
     return PlannedScene(
