@@ -419,7 +419,7 @@ class RankZeroLogs:
     """The JSONL file, TensorBoard events and periodic log lines, written on rank 0 only.
 
     On resume, JSONL lines of steps after the resumed step (from the interrupted run) are removed, so
-    the file holds each step once.
+    the file contains each step once.
     """
 
     def __init__(self, out_dir: Path, enabled: bool, resumed_step: int):

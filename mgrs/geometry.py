@@ -18,7 +18,7 @@ MIN_AREA = 1e-6
 
 @dataclass
 class Shape:
-    """A repaired object outline; `repaired` says whether it had to be fixed."""
+    """A repaired object outline; `repaired` records whether it had to be fixed."""
 
     geometry: BaseGeometry
     repaired: bool = False

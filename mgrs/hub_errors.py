@@ -114,7 +114,7 @@ def translate(error: BaseException, repo_id: str | None = None, revision: str | 
                 "resumes where it stopped.",
                 retryable=True,
             )
-        return HubError(f"The Hub answered {status}: {server or _first_line(error)}")
+        return HubError(f"The Hub returned {status}: {server or _first_line(error)}")
     if isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError)):
         from huggingface_hub import constants
 

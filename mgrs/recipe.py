@@ -142,7 +142,7 @@ class DedupConfig:
 class CaptionerConfig:
     """The captioner of the global captions. Every field but `kind` applies to `openai` only."""
 
-    # `template` writes captions offline from the regions; `openai` asks an OpenAI-compatible
+    # `template` writes captions offline from the regions; `openai` requests them from an OpenAI-compatible
     # chat-completions server with image input.
     kind: str = "template"
     base_url: str = "http://127.0.0.1:8000/v1"

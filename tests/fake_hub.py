@@ -1,6 +1,6 @@
 """An in-process fake of the Hugging Face Hub's HTTP API, for tests.
 
-It stands in only for the remote service: `huggingface_hub` (and through it `datasets`, `HfFileSystem`,
+It replaces only the remote service: `huggingface_hub` (and through it `datasets`, `HfFileSystem`,
 DuckDB's registered filesystem and the trainer's fsspec reader) run their real code, and every HTTP
 request they send goes through an `httpx2.MockTransport` to `FakeHub.handle` instead of the network.
 
@@ -88,7 +88,7 @@ class Repo:
 
 @dataclass
 class Fault:
-    """Answer matching requests with `status` (or raise a network error when status is None), `times` times."""
+    """Respond to matching requests with `status` (or raise a network error when status is None), `times` times."""
 
     method: str
     pattern: str
@@ -118,7 +118,7 @@ class FakeHub:
 
     # ------------------------------------------------------------------ helpers for tests
     def fail(self, method: str, pattern: str, status: int | None, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        """Answer the next `times` requests whose path matches `pattern` with `status` (None: network error)."""
+        """Respond to the next `times` requests whose path matches `pattern` with `status` (None: network error)."""
         self.faults.append(Fault(method, pattern, status, times, headers or {}))
 
     def files(self, repo_id: str, revision: str = "main") -> dict[str, Blob]:
@@ -240,7 +240,7 @@ class FakeHub:
         if self._role(request) != "write" or namespace != OWNER:
             raise HubHTTPException(403, f"You don't have the rights to create a repo under {namespace}")
         if repo_id in self.repos:
-            # The Hub answers 409 with the repository's URL in the body.
+            # The Hub responds with 409 and the repository's URL in the body.
             return httpx2.Response(409, headers={"X-Error-Message": "You already created this dataset repo"},
                                    json={"error": "You already created this dataset repo", "url": f"{ENDPOINT}/datasets/{repo_id}"})
         repo = Repo(repo_id=repo_id, private=bool(body.get("private")) or body.get("visibility") == "private")

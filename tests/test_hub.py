@@ -35,7 +35,7 @@ def hub(tmp_path, monkeypatch):
     uninstall()
 
 
-def said(result) -> str:
+def output_of(result) -> str:
     """The command's output with rich's line wrapping undone."""
     return " ".join(result.output.split())
 
@@ -77,7 +77,8 @@ def test_push_uploads_shards_card_and_report(hub, dataset):
     shards = sorted(p for p in files if p.endswith(".parquet"))
     assert shards == sorted(f"data/{name}" for name in shard_hashes(dataset))
     for name, digest in shard_hashes(dataset).items():
-        assert files[f"data/{name}"].lfs and files[f"data/{name}"].sha256 == digest
+        assert files[f"data/{name}"].lfs
+        assert files[f"data/{name}"].sha256 == digest
     assert files["build-report.json"].data == (dataset / "build-report.json").read_bytes()
     card = card_of(hub)
     assert [c["config_name"] for c in card["configs"]] == ["default"]
@@ -85,7 +86,8 @@ def test_push_uploads_shards_card_and_report(hub, dataset):
     assert listed == {split: sorted(p for p in shards if p.startswith(f"data/{split}-")) for split in ("train", "validation")}
     assert {s["name"]: s["num_examples"] for s in card["dataset_info"][0]["splits"]} == {"train": 8, "validation": 3}
     assert hub.yaml_validations >= 1
-    assert result.uploaded == shards and result.unchanged == []
+    assert result.uploaded == shards
+    assert result.unchanged == []
     # The shards were committed before the card.
     assert hub.commit_log[-1]["added"][0] == "README.md"
     assert all(path.endswith(".parquet") for entry in hub.commit_log[:-1] for path in entry["added"])
@@ -97,7 +99,9 @@ def test_repush_uploads_only_the_changed_shard(hub, dataset, tmp_path):
     commits = len(hub.commit_log)
 
     again = push(dataset, REPO)
-    assert again.uploaded == [] and len(hub.lfs_uploads) == before and len(hub.commit_log) == commits
+    assert again.uploaded == []
+    assert len(hub.lfs_uploads) == before
+    assert len(hub.commit_log) == commits
 
     # Rewrite one shard with other records.
     changed = dataset / "data" / "train-00001-of-00003.parquet"
@@ -110,7 +114,7 @@ def test_repush_uploads_only_the_changed_shard(hub, dataset, tmp_path):
     assert hub.files(REPO)["data/train-00001-of-00003.parquet"].sha256 == sha256(changed)
 
 
-def test_second_subset_leaves_the_first_untouched_and_merges_the_card(hub, dataset, tmp_path):
+def test_second_subset_merges_card(hub, dataset, tmp_path):
     push(dataset, REPO)
     first = {path: blob.sha256 for path, blob in hub.files(REPO).items() if path != "README.md"}
     other = write_dataset(tmp_path / "other", {"train": 5}, seed=9, shards_per_split=2)
@@ -125,12 +129,15 @@ def test_second_subset_leaves_the_first_untouched_and_merges_the_card(hub, datas
     card = card_of(hub)
     assert [c["config_name"] for c in card["configs"]] == ["default", "harbours"]
     harbours = card["configs"][1]["data_files"][0]
-    assert harbours["split"] == "train" and all(p.startswith("harbours/data/train-") for p in harbours["path"])
+    assert harbours["split"] == "train"
+    assert all(p.startswith("harbours/data/train-") for p in harbours["path"])
     infos = {info["config_name"]: {s["name"]: s["num_examples"] for s in info["splits"]} for info in card["dataset_info"]}
     assert infos == {"default": {"train": 8, "validation": 3}, "harbours": {"train": 5}}
     body = files["README.md"].data.decode()
-    assert "<!-- mgrs:config default -->" in body and "<!-- mgrs:config harbours -->" in body
-    assert "| harbours | train | 5 |" in body and "| default | train | 8 |" in body
+    assert "<!-- mgrs:config default -->" in body
+    assert "<!-- mgrs:config harbours -->" in body
+    assert "| harbours | train | 5 |" in body
+    assert "| default | train | 8 |" in body
 
     # Pushing the first subset again keeps the second in the card.
     push(dataset, REPO, message="refresh default")
@@ -144,7 +151,8 @@ def test_pull_request_leaves_main_alone(hub, dataset, tmp_path):
 
     result = push(other, REPO, subset="ports", create_pr=True, files_per_commit=1)
 
-    assert result.pr_revision == "refs/pr/1" and result.pr_url.endswith("/discussions/1")
+    assert result.pr_revision == "refs/pr/1"
+    assert result.pr_url.endswith("/discussions/1")
     assert hub.head(REPO) == main_before
     pr_files = hub.files(REPO, "refs/pr/1")
     assert "ports/data/train-00000-of-00001.parquet" in pr_files
@@ -191,7 +199,7 @@ def test_interrupted_push_resumes(hub, tmp_path):
     assert "README.md" in hub.files(REPO)
 
 
-def test_fewer_shards_remove_the_old_ones_with_the_card(hub, tmp_path):
+def test_fewer_shards_removes_old_ones(hub, tmp_path):
     records = make_records({"train": 6}, seed=2)
     folder = write_dataset(tmp_path / "a", records=records, shards_per_split=3)
     push(folder, REPO)
@@ -202,7 +210,8 @@ def test_fewer_shards_remove_the_old_ones_with_the_card(hub, tmp_path):
     assert sorted(result.deleted) == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
     assert sorted(p for p in hub.files(REPO) if p.endswith(".parquet")) == [f"data/train-0000{i}-of-00002.parquet" for i in range(2)]
     last = hub.commit_log[-1]
-    assert "README.md" in last["added"] and sorted(last["deleted"]) == sorted(result.deleted)
+    assert "README.md" in last["added"]
+    assert sorted(last["deleted"]) == sorted(result.deleted)
 
 
 def test_read_back_through_datasets_pull_stats_and_trainer(hub, dataset, tmp_path):
@@ -274,7 +283,9 @@ def test_subset_streams_and_pulls_as_its_own_folder(hub, dataset, tmp_path):
     assert sorted(row["image"] for row in rows) == sorted(r["image"]["bytes"] for r in rows_of(other) if r["split"] == "train")
 
     missing = runner.invoke(app, ["pull", REPO, "--subset", "nope", "--out", str(tmp_path / "x")])
-    assert missing.exit_code == 2 and "subset 'nope' not found" in said(missing) and "harbours" in said(missing)
+    assert missing.exit_code == 2
+    assert "subset 'nope' not found" in output_of(missing)
+    assert "harbours" in output_of(missing)
 
 
 def test_push_split_keeps_the_other_splits(hub, dataset, tmp_path):
@@ -289,30 +300,31 @@ def test_push_split_keeps_the_other_splits(hub, dataset, tmp_path):
 def test_cli_push_and_pull_identical_shard_for_shard(hub, dataset, tmp_path):
     pushed = runner.invoke(app, ["push", str(dataset), REPO, "--message", "first"])
     assert pushed.exit_code == 0, pushed.output
-    assert "6 shards uploaded" in said(pushed)
-    assert WRITE_TOKEN not in said(pushed)
+    assert "6 shards uploaded" in output_of(pushed)
+    assert WRITE_TOKEN not in output_of(pushed)
     out = tmp_path / "copy"
     assert runner.invoke(app, ["pull", REPO, "--out", str(out)]).exit_code == 0
     assert shard_hashes(out) == shard_hashes(dataset)
     assert (out / "build-report.json").read_bytes() == (dataset / "build-report.json").read_bytes()
     # A second pull downloads nothing.
     again = runner.invoke(app, ["pull", REPO, "--out", str(out)])
-    assert "0 files downloaded" in said(again)
+    assert "0 files downloaded" in output_of(again)
 
 
 def test_missing_token(hub, dataset, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     result = runner.invoke(app, ["push", str(dataset), REPO])
     assert result.exit_code == 2
-    assert "No Hugging Face token found" in said(result) and "hf auth login" in said(result)
+    assert "No Hugging Face token found" in output_of(result)
+    assert "hf auth login" in output_of(result)
 
 
 def test_refused_token_is_not_printed(hub, dataset, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_value")
     result = runner.invoke(app, ["push", str(dataset), REPO])
     assert result.exit_code == 2
-    assert "refused your token" in said(result)
-    assert "hf_wrong_token_value" not in said(result)
+    assert "refused your token" in output_of(result)
+    assert "hf_wrong_token_value" not in output_of(result)
 
 
 def test_read_only_token_has_no_permission(hub, dataset, monkeypatch):
@@ -320,35 +332,42 @@ def test_read_only_token_has_no_permission(hub, dataset, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
     dataset.joinpath("build-report.json").write_text("{}")
     result = runner.invoke(app, ["push", str(dataset), REPO])
-    assert result.exit_code == 2 and "no permission to write" in said(result)
+    assert result.exit_code == 2
+    assert "no permission to write" in output_of(result)
 
 
 def test_not_found(hub, tmp_path):
     result = runner.invoke(app, ["pull", f"{OWNER}/missing", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "was not found on the Hub" in said(result)
+    assert result.exit_code == 2
+    assert "was not found on the Hub" in output_of(result)
     checked = runner.invoke(app, ["stats", f"hf://datasets/{OWNER}/missing"])
-    assert checked.exit_code != 0 and "was not found on the Hub" in said(checked)
+    assert checked.exit_code != 0
+    assert "was not found on the Hub" in output_of(checked)
 
 
 def test_rate_limit_and_server_errors_are_retried(hub, dataset):
     hub.fail("POST", r"/commit/main", 429, times=2, headers={"Retry-After": "0"})
     hub.fail("GET", r"^/api/datasets/[^/]+/[^/]+/tree/", 503, times=1)
     result = push(dataset, REPO)
-    assert result.commits >= 1 and "README.md" in hub.files(REPO)
+    assert result.commits >= 1
+    assert "README.md" in hub.files(REPO)
 
 
 def test_rate_limit_that_persists_is_reported(hub, dataset, monkeypatch):
     monkeypatch.setattr(hub_errors, "ATTEMPTS", 2)
     hub.fail("POST", r"/commit/main", 429, times=10, headers={"Retry-After": "0"})
     result = runner.invoke(app, ["push", str(dataset), REPO])
-    assert result.exit_code == 2 and "rate-limiting" in said(result)
+    assert result.exit_code == 2
+    assert "rate-limiting" in output_of(result)
 
 
 def test_network_failure(hub, dataset, monkeypatch):
     monkeypatch.setattr(hub_errors, "ATTEMPTS", 2)
     hub.fail("POST", r"/api/repos/create", None, times=10)
     result = runner.invoke(app, ["push", str(dataset), REPO])
-    assert result.exit_code == 2 and "Could not reach the Hub" in said(result) and ENDPOINT in said(result)
+    assert result.exit_code == 2
+    assert "Could not reach the Hub" in output_of(result)
+    assert ENDPOINT in output_of(result)
 
 
 def test_token_never_logged(hub, dataset, caplog):
@@ -363,14 +382,16 @@ def test_token_never_logged(hub, dataset, caplog):
 def test_private_repo_and_branch(hub, dataset, tmp_path, monkeypatch):
     push(dataset, REPO, private=True, revision="v1")
     assert hub.repos[REPO].private
-    assert "README.md" in hub.files(REPO, "v1") and "README.md" not in hub.files(REPO, "main")
+    assert "README.md" in hub.files(REPO, "v1")
+    assert "README.md" not in hub.files(REPO, "main")
     out = pull(REPO, tmp_path / "v1", revision="v1").out
     assert shard_hashes(out) == shard_hashes(dataset)
     assert runner.invoke(app, ["validate", f"hf://datasets/{REPO}@v1"]).exit_code == 0
 
     monkeypatch.delenv("HF_TOKEN")
     hidden = runner.invoke(app, ["pull", REPO, "--revision", "v1", "--out", str(tmp_path / "anon")])
-    assert hidden.exit_code == 2 and "private" in said(hidden)
+    assert hidden.exit_code == 2
+    assert "private" in output_of(hidden)
 
 
 def test_export_farslip_reads_hub_path(hub, dataset, tmp_path):
@@ -379,7 +400,7 @@ def test_export_farslip_reads_hub_path(hub, dataset, tmp_path):
     from_hub = runner.invoke(app, ["export-farslip", f"hf://datasets/{REPO}", "--out", str(tmp_path / "hub-json")])
     local = runner.invoke(app, ["export-farslip", str(dataset), "--out", str(tmp_path / "local-json")])
 
-    assert from_hub.exit_code == 0, said(from_hub)
-    assert local.exit_code == 0, said(local)
+    assert from_hub.exit_code == 0, output_of(from_hub)
+    assert local.exit_code == 0, output_of(local)
     for name in sorted(p.name for p in (tmp_path / "local-json").glob("*.json")):
         assert (tmp_path / "hub-json" / name).read_bytes() == (tmp_path / "local-json" / name).read_bytes()

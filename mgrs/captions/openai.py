@@ -11,7 +11,7 @@ expects one JSON object with a short and a long caption.
 - Retries. Timeouts, connection errors, HTTP 429, HTTP 5xx and replies that fail validation are
   retried up to `max_retries` times. The n-th retry waits `retry_backoff * 2**(n-1)` seconds (at most
   60, with up to 25 % random jitter), or the server's Retry-After for a 429 when that is longer.
-- Fatal answers. HTTP 401, 403 and 404 mean a wrong key, model or URL, so they stop the run with
+- Fatal responses. HTTP 401, 403 and 404 mean a wrong key, model or URL, so they stop the run with
   CaptionerError instead of degrading every record. So do MAX_FAILED_IN_A_ROW records in a row that
   all failed, which usually means that the server is down.
 - Fallback. A record whose requests all failed gets the template captioner's captions, and its
@@ -149,7 +149,7 @@ def parse_captions(text: str) -> Captions:
     if data is None:
         if REFUSAL.search(text):
             raise InvalidResponse("refusal", f"the reply reads as a refusal: {text[:200]!r}")
-        raise InvalidResponse("invalid_captions", f"the reply holds no JSON object: {text[:200]!r}")
+        raise InvalidResponse("invalid_captions", f"the reply contains no JSON object: {text[:200]!r}")
 
     short = normalise_caption(_first_string(data, SHORT_KEYS))
     long = normalise_caption(_first_string(data, LONG_KEYS))
@@ -469,7 +469,7 @@ class OpenAICaptioner(Captioner):
         self.cache.put(request.key, entry, request.image_sha256, self.prompt.version, self.config.model, self.parameters)
 
     def _attempt_all(self, request: _Request) -> _Attempts:
-        """Send one request with retries; runs in a pool thread and raises CaptionerError on fatal answers."""
+        """Send one request with retries; runs in a pool thread and raises CaptionerError on fatal responses."""
         result = _Attempts()
         retry_after: float | None = None
         for attempt in range(self.config.max_retries + 1):
@@ -491,7 +491,7 @@ class OpenAICaptioner(Captioner):
 
             if response.status_code in FATAL_STATUS:
                 raise CaptionerError(
-                    f"{self.url} answered HTTP {response.status_code}: {FATAL_STATUS[response.status_code]} "
+                    f"{self.url} returned HTTP {response.status_code}: {FATAL_STATUS[response.status_code]} "
                     f"({_snippet(response.text)}); check captioner.base_url, captioner.model ({self.config.model}) "
                     f"and the key in ${self.config.api_key_env}"
                 )
